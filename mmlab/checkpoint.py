@@ -1,0 +1,142 @@
+"""Checkpoints: a folder with ``model.safetensors`` + ``config.json``. Never pickle.
+
+config.json holds the format name and version, the model and training configs, class names,
+the word vocabulary, the dataset it was trained on and the metrics it reached. Weights of
+frozen pretrained encoders are not copied: they come from the installed package on load.
+Writes are atomic (a temporary folder, then a rename), so an interrupted save never leaves
+a half-written checkpoint where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmlab.config import ModelConfig, from_dict
+from mmlab.errors import InputError
+from mmlab.model import Model
+
+FORMAT = "mmlab-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
+MAX_CONFIG_BYTES = 5 * 1024 * 1024
+
+
+def _frozen_prefixes(model: Model) -> list[str]:
+    return [f"{name}." for name in ("image_encoder", "text_encoder")
+            if getattr(getattr(model, name), "frozen", False)]
+
+
+def state_to_save(model: Model) -> dict[str, torch.Tensor]:
+    skip = _frozen_prefixes(model)
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()
+            if not any(k.startswith(p) for p in skip)}
+
+
+def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
+         extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` to the folder ``path`` atomically. ``meta`` (JSON-able) is merged into config.json."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": asdict(model.cfg),
+        "classes": model.classes,
+        "tokenizer": model.tokenizer_json,
+        "parameters": model.num_parameters(),
+        **(meta or {}),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = state_to_save(model)
+        if extra_tensors:
+            tensors.update({f"__extra__.{k}": v.detach().contiguous().clone() for k, v in extra_tensors.items()})
+        save_file(tensors, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False))
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Validate a checkpoint folder and return its config.json, or raise ``InputError``."""
+    path = Path(path)
+    if path.is_file() and path.name == CONFIG:
+        path = path.parent
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise InputError(f"{path.name}: pickle checkpoints are refused (they can run code); "
+                             "mmlab loads a folder with model.safetensors + config.json")
+        raise InputError(f"{path}: not an mmlab checkpoint (expected a folder with {WEIGHTS} and {CONFIG})")
+    if not path.is_dir():
+        raise InputError(f"checkpoint not found: {path}")
+    cfg_file, weights = path / CONFIG, path / WEIGHTS
+    if not cfg_file.is_file() or not weights.is_file():
+        raise InputError(f"{path}: not an mmlab checkpoint (needs {WEIGHTS} and {CONFIG})")
+    if cfg_file.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"{cfg_file}: config too large")
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise InputError(f"{path}: not an mmlab checkpoint (config.json has no format {FORMAT!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"{path}: checkpoint format version {version!r} is not supported "
+                         f"(this mmlab reads up to {FORMAT_VERSION})")
+    return config
+
+
+def load(path: str | os.PathLike, *, with_extras: bool = False):
+    """Load a checkpoint folder into a ready ``Model`` in eval mode (``InputError`` if it is not one)."""
+    path = Path(path)
+    config = read_config(path)
+    if path.is_file():
+        path = path.parent
+    try:
+        cfg = from_dict(ModelConfig, config["model"])
+        classes = {str(k): [str(c) for c in v] for k, v in config.get("classes", {}).items()}
+        model = Model(cfg, classes=classes, tokenizer=config.get("tokenizer"))
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise InputError(f"{path}: checkpoint config does not describe a model ({e})") from None
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path / WEIGHTS}: unreadable weights ({e})") from None
+    extras = {k[len("__extra__."):]: v for k, v in tensors.items() if k.startswith("__extra__.")}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("__extra__.")}
+    expected = state_to_save(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    bad = [k for k, v in tensors.items() if v.shape != expected[k].shape]
+    if bad:
+        raise InputError(f"{path}: weight shapes do not match the config: {bad[0]} is "
+                         f"{tuple(tensors[bad[0]].shape)}, expected {tuple(expected[bad[0]].shape)}")
+    model.load_state_dict(tensors, strict=False)
+    model.eval()
+    model.meta = config
+    return (model, extras) if with_extras else model

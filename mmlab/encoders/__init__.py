@@ -1,0 +1,66 @@
+"""Image and text encoders by name. Each returns ``EncoderOutput`` (tokens, mask, pooled, grid)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmlab.config import ModelConfig
+from mmlab.data.tokenizer import WordTokenizer
+from mmlab.errors import InputError
+from mmlab.types import EncoderOutput
+
+IMAGE_ENCODERS = ["cnn", "cnn_cbam", "efficientnet_lite0", "timm:<name>"]
+TEXT_ENCODERS = ["bigru", "minilm", "minilm_bigru"]
+
+
+class WordText(nn.Module):
+    """Word tokenizer + BiGRU: ``tokenize(texts) -> dict``; ``forward(**batch) -> EncoderOutput``."""
+
+    frozen = False
+
+    def __init__(self, tokenizer: WordTokenizer, dim: int):
+        super().__init__()
+        from mmlab.encoders.gru import BiGRUText
+
+        self.tokenizer = tokenizer
+        self.net = BiGRUText(len(tokenizer.vocab), dim)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        ids, mask = self.tokenizer.encode(texts)
+        return {"ids": ids, "mask": mask}
+
+    def token_strings(self, text: str) -> list[str]:
+        return self.tokenizer.tokens(text)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+        return self.net(ids, mask)
+
+
+def build_image_encoder(cfg: ModelConfig) -> nn.Module:
+    name = cfg.image_encoder
+    if name in ("cnn", "cnn_cbam"):
+        from mmlab.encoders.cnn import SmallCNN
+
+        return SmallCNN(cfg.dim, image_size=cfg.image_size, cbam=name == "cnn_cbam")
+    if name == "efficientnet_lite0" or name.startswith("timm:"):
+        try:
+            from mmlab.encoders import pretrained
+        except ImportError as e:  # pragma: no cover
+            raise InputError(f"image encoder {name!r} is not available: {e}") from None
+        return pretrained.build_image(cfg)
+    raise InputError(f"unknown image encoder {name!r}; choose one of: {', '.join(IMAGE_ENCODERS)}")
+
+
+def build_text_encoder(cfg: ModelConfig, tokenizer: dict | None) -> nn.Module:
+    name = cfg.text_encoder
+    if name == "bigru":
+        if not tokenizer or tokenizer.get("kind") != "word":
+            raise InputError("the bigru text encoder needs a word vocabulary (fit on the training texts)")
+        return WordText(WordTokenizer(tokenizer["vocab"], max_len=tokenizer.get("max_len", 32)), cfg.dim)
+    if name in ("minilm", "minilm_bigru"):
+        try:
+            from mmlab.encoders import pretrained
+        except ImportError as e:  # pragma: no cover
+            raise InputError(f"text encoder {name!r} is not available: {e}") from None
+        return pretrained.build_text(cfg)
+    raise InputError(f"unknown text encoder {name!r}; choose one of: {', '.join(TEXT_ENCODERS)}")

@@ -1,0 +1,57 @@
+"""Metrics of a model on a dataset split, with any modality dropped the same way for every strategy."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mmlab import metrics
+from mmlab.data.base import MMDataset
+from mmlab.model import Model
+
+
+@torch.inference_mode()
+def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256, prepared=None) -> dict:
+    """Run the model over a split. Returns {"probs": {target: (N, C)}, "mask": (N, S, S) probs or None,
+    "embeddings": {"image","text","fused": (N, D)}}."""
+    from mmlab.train import Prepared, run_model
+
+    model.eval()
+    prepared = prepared or Prepared(model, data)
+    probs: dict[str, list] = {t: [] for t in model.cfg.targets}
+    masks, emb = [], {"image": [], "text": [], "fused": []}
+    for s in range(0, prepared.n, batch_size):
+        idx = torch.arange(s, min(s + batch_size, prepared.n))
+        out = run_model(model, prepared.inputs(idx), drop)
+        for t, logit in out.logits.items():
+            probs[t].append(logit.softmax(-1).float())
+        if out.mask is not None:
+            masks.append(torch.sigmoid(out.mask).float())
+        emb["image"].append(out.encoded["image"].pooled.float())
+        emb["text"].append(out.encoded["text"].pooled.float())
+        emb["fused"].append(out.fusion.fused.float())
+    return {
+        "probs": {t: torch.cat(v).numpy() for t, v in probs.items() if v},
+        "mask": torch.cat(masks).numpy() if masks else None,
+        "embeddings": {k: torch.cat(v).numpy() for k, v in emb.items()},
+        "prepared": prepared,
+    }
+
+
+def score(model: Model, data: MMDataset, outputs: dict, *, threshold: float = 0.5) -> dict:
+    """Metrics from ``predict_dataset`` outputs: accuracy and macro-F1 per target, IoU / Dice of masks."""
+    result: dict[str, float | int] = {"n": len(data)}
+    for t, p in outputs["probs"].items():
+        pred, y = p.argmax(1), data.targets[t]
+        prefix = "" if t == model.primary else f"{t}_"
+        result[f"{prefix}accuracy"] = metrics.accuracy(pred, y)
+        result[f"{prefix}macro_f1"] = metrics.macro_f1(pred, y, num_classes=p.shape[1])
+    if outputs["mask"] is not None:
+        target = outputs["prepared"].masks.numpy()
+        pred = outputs["mask"] >= threshold
+        result["iou"] = float(metrics.mask_iou(pred, target).mean())
+        result["dice"] = float(metrics.mask_dice(pred, target).mean())
+    return result
+
+
+def evaluate(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256) -> dict:
+    return score(model, data, predict_dataset(model, data, drop=drop, batch_size=batch_size))

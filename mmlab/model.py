@@ -1,0 +1,165 @@
+"""The multimodal model: encoders -> fusion strategy -> heads, assembled from parts."""
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmlab.config import ModelConfig
+from mmlab.data.images import ImageLike, load_image, to_array
+from mmlab.data.text import clean_text
+from mmlab.encoders import build_image_encoder, build_text_encoder
+from mmlab.errors import InputError
+from mmlab.fusion import build_fusion, get as get_fusion
+from mmlab.heads import ClassifierHead, MaskDecoder
+from mmlab.types import EncoderOutput, FusionOutput, Prediction
+
+MODALITIES = ("image", "text")
+
+
+class ModelOutput(NamedTuple):
+    """logits: {target: (B, C)}; mask: (B, S, S) logits or None; fusion: the strategy's output;
+    encoded: the (possibly dropped) encoder outputs the fusion saw."""
+
+    logits: dict[str, torch.Tensor]
+    mask: torch.Tensor | None
+    fusion: FusionOutput
+    encoded: dict[str, EncoderOutput]
+
+
+def drop_mask(spec, batch: int, device=None) -> dict[str, torch.Tensor]:
+    """Normalise a drop spec ("image" | "text" | "none" | None | {modality: (B,) bool}) to tensors."""
+    if spec is None or spec == "none":
+        return {}
+    if isinstance(spec, str):
+        if spec not in MODALITIES:
+            raise InputError(f"drop must be one of image, text, none; got {spec!r}")
+        return {spec: torch.ones(batch, dtype=torch.bool, device=device)}
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+class Model(nn.Module):
+    """encoders -> fusion -> heads. ``classes``: {target: class names}; ``tokenizer``: JSON of the
+    word vocabulary for the from-scratch text encoder (None for pretrained tokenizers)."""
+
+    def __init__(self, cfg: ModelConfig, *, classes: dict[str, list[str]], tokenizer: dict | None = None):
+        super().__init__()
+        self.cfg, self.classes, self.tokenizer_json = cfg, classes, tokenizer
+        self._lock = threading.Lock()
+        fusion_cls = get_fusion(cfg.fusion)
+        self.primary = "label" if "label" in cfg.targets else next(iter(cfg.targets), None)
+        if fusion_cls.raw_input:
+            from mmlab.encoders.raw import RawImage, RawText
+
+            self.image_encoder = RawImage(cfg.dim, image_size=cfg.image_size)
+            self.text_encoder = RawText(cfg, tokenizer)
+        else:
+            self.image_encoder = build_image_encoder(cfg)
+            self.text_encoder = build_text_encoder(cfg, tokenizer)
+        self.fusion = build_fusion(cfg.fusion, cfg.dim, num_classes=cfg.targets.get(self.primary) if self.primary else None,
+                                   **cfg.fusion_options)
+        self.heads = nn.ModuleDict({t: ClassifierHead(cfg.dim, n) for t, n in cfg.targets.items()})
+        self.mask_head = None
+        if cfg.mask:
+            grid = getattr(self.image_encoder, "grid", (cfg.image_size // 4, cfg.image_size // 4))
+            self.mask_head = MaskDecoder(cfg.dim, grid=grid, image_size=cfg.image_size)
+        # stand-ins for a missing modality (seed 003 §5.4): learned tokens, or imputation from the other
+        self.missing_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, cfg.dim)) for m in MODALITIES})
+        self.impute = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim)) for m in MODALITIES
+        })
+
+    # ---- encoding -------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.text_encoder.tokenize(texts)
+
+    def encode(self, images: torch.Tensor, text: dict[str, torch.Tensor]) -> dict[str, EncoderOutput]:
+        """images (B, 3, S, S) float in [0, 1]; text: the tokenizer's tensors."""
+        return {"image": self.image_encoder(images), "text": self.text_encoder(**text)}
+
+    def apply_drop(self, encoded: dict[str, EncoderOutput], drop: dict[str, torch.Tensor]) -> dict[str, EncoderOutput]:
+        """Replace a dropped modality, per sample, by the model's stand-in (zeros / learned / imputed)."""
+        out = dict(encoded)
+        for m, gone in drop.items():
+            if not bool(gone.any()):
+                continue
+            enc = encoded[m]
+            other = encoded["text" if m == "image" else "image"]
+            B, N, D = enc.tokens.shape
+            if self.cfg.missing == "zeros":
+                fill_tok, fill_pool = torch.zeros_like(enc.tokens), torch.zeros_like(enc.pooled)
+            elif self.cfg.missing == "impute":
+                fill_pool = self.impute[m](other.pooled.detach())  # (B, D)
+                fill_tok = fill_pool.unsqueeze(1).expand(B, N, D)
+            else:
+                fill_tok = self.missing_token[m].expand(B, N, D)
+                fill_pool = self.missing_token[m][:, 0].expand(B, D)
+            g = gone.view(B, 1, 1)
+            out[m] = enc._replace(
+                tokens=torch.where(g, fill_tok, enc.tokens),
+                pooled=torch.where(gone.view(B, 1), fill_pool, enc.pooled),
+                present=~gone if enc.present is None else enc.present & ~gone,
+            )
+        return out
+
+    def head_forward(self, encoded: dict[str, EncoderOutput], drop=None) -> ModelOutput:
+        B = encoded["image"].tokens.shape[0]
+        encoded = self.apply_drop(encoded, drop_mask(drop, B, encoded["image"].tokens.device))
+        fo = self.fusion(encoded)
+        logits = {t: head(fo.fused) for t, head in self.heads.items()}
+        if fo.logits is not None and self.primary is not None:
+            logits[self.primary] = fo.logits
+        mask = self.mask_head(fo.fused, fo.tokens) if self.mask_head is not None else None
+        return ModelOutput(logits=logits, mask=mask, fusion=fo, encoded=encoded)
+
+    def forward(self, images: torch.Tensor, text: dict[str, torch.Tensor], drop=None) -> ModelOutput:
+        return self.head_forward(self.encode(images, text), drop)
+
+    # ---- one pair, from user input --------------------------------------------------------
+    def preprocess(self, images: list[ImageLike]) -> torch.Tensor:
+        arrays = [to_array(load_image(im), self.cfg.image_size) for im in images]
+        return torch.from_numpy(np.stack(arrays)).float() / 255.0  # (B, 3, S, S)
+
+    @torch.inference_mode()
+    def predict(self, image: ImageLike, text: str, *, drop: str | None = None) -> Prediction:
+        """Predict for one (image, text) pair. Raises ``InputError`` for bad input."""
+        text = clean_text(text)
+        x = self.preprocess([image])
+        with self._lock:  # BatchNorm/GRU modules are not re-entrant across threads in eval either
+            was_training = self.training
+            self.eval()
+            out = self(x, self.tokenize([text]), drop=drop)
+            self.train(was_training)
+        return self._prediction(out, text)
+
+    def _prediction(self, out: ModelOutput, text: str) -> Prediction:
+        label, probs, extras = None, {}, {}
+        for t, logit in out.logits.items():
+            p = logit[0].softmax(-1).float().numpy()
+            named = {c: float(v) for c, v in zip(self.classes[t], p)}
+            if t == self.primary:
+                label, probs = self.classes[t][int(p.argmax())], named
+            else:
+                extras[t] = named
+        mask = torch.sigmoid(out.mask[0]).float().numpy() if out.mask is not None else None
+        attention = None
+        grid = out.encoded["image"].grid
+        if out.fusion.attention and grid is not None:
+            attention = {k: a[0].reshape(a.shape[1], a.shape[2], *grid).float().numpy()
+                         for k, a in out.fusion.attention.items()}  # (H, T, h, w)
+        if out.fusion.extras:
+            extras.update({k: v[0].float().numpy() for k, v in out.fusion.extras.items()})
+        emb = {
+            "image": out.encoded["image"].pooled[0].float().numpy(),
+            "text": out.encoded["text"].pooled[0].float().numpy(),
+            "fused": out.fusion.fused[0].float().numpy(),
+        }
+        tokens = self.text_encoder.token_strings(text)
+        return Prediction(label=label, probs=probs, mask=mask, attention=attention, embeddings=emb,
+                          tokens=tokens, extras=extras or None)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,195 @@
+"""The one training loop: ``fit(model, data, cfg, callbacks=...)``.
+
+The task's differences come from the model's heads and the losses named in the config, not
+from branches here. Progress goes to a tqdm bar and to callbacks (the app's progress bar,
+live curves and cancel button are callbacks).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmlab import losses
+from mmlab.config import TrainConfig
+from mmlab.data.base import MMDataset
+from mmlab.errors import InputError
+from mmlab.model import Model
+
+
+class Callback:
+    """Hooks of the loop; return True from a hook to stop training early (cancel)."""
+
+    def on_train_begin(self, total_steps: int) -> bool | None: ...
+    def on_step(self, step: int, total_steps: int, logs: dict) -> bool | None: ...
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool | None: ...
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one dict per epoch: loss, val metrics
+    seconds: float = 0.0
+    stopped: bool = False  # True when a callback cancelled the run
+    steps: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Prepared:
+    """A dataset turned into tensors once: resized images, tokenized texts, targets, masks; or, when
+    both encoders are frozen, their cached outputs (so each epoch only runs fusion and heads)."""
+
+    def __init__(self, model: Model, data: MMDataset):
+        cfg = model.cfg
+        self.n = len(data)
+        images = torch.from_numpy(data.images)
+        if images.shape[-1] != cfg.image_size:
+            images = F.interpolate(images.float(), size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                                   align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        self.images = images  # (N, 3, S, S) uint8
+        self.text = model.tokenize(data.texts)  # {name: (N, T)}
+        self.targets = {t: torch.from_numpy(data.targets[t]) for t in cfg.targets if t in data.targets}
+        missing = [t for t in cfg.targets if t not in data.targets]
+        if missing:
+            raise InputError(f"dataset {data.name!r} has no target(s) {missing}; it has {sorted(data.targets)}")
+        self.masks = None
+        if cfg.mask:
+            if data.masks is None:
+                raise InputError(f"dataset {data.name!r} has no masks; train a mask model on one that has")
+            masks = torch.from_numpy(data.masks)
+            if masks.shape[-1] != cfg.image_size:
+                masks = F.interpolate(masks[:, None].float(), size=(cfg.image_size,) * 2, mode="nearest")[:, 0]
+            self.masks = masks.to(torch.uint8)  # (N, S, S)
+        self.encoded = None
+        if getattr(model.image_encoder, "frozen", False) and getattr(model.text_encoder, "frozen", False):
+            from mmlab.features import encode_cached
+
+            self.encoded = encode_cached(model, data, self)
+
+    def inputs(self, idx: torch.Tensor) -> dict:
+        if self.encoded is not None:
+            return {"encoded": {m: type(e)(*(x[idx] if torch.is_tensor(x) and x.dim() > 0 and x.shape[0] == self.n
+                                              else x for x in e)) for m, e in self.encoded.items()}}
+        text = {k: v[idx] for k, v in self.text.items()}
+        if "mask" in text:  # trim padding to the longest text of the batch
+            T = int(text["mask"].sum(1).max().clamp_min(1))
+            text = {k: v[:, :T] for k, v in text.items()}
+        return {"images": self.images[idx].float() / 255.0, "text": text}
+
+
+def run_model(model: Model, inputs: dict, drop=None):
+    if "encoded" in inputs:
+        return model.head_forward(inputs["encoded"], drop)
+    return model(inputs["images"], inputs["text"], drop=drop)
+
+
+def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    total = out.fusion.fused.new_zeros(())
+    for t, logits in out.logits.items():
+        total = total + cfg.loss_weights.get(t, 1.0) * losses.cross_entropy(logits, prepared.targets[t][idx])
+    if out.mask is not None:
+        if cfg.mask_loss not in losses.MASK:
+            raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
+        total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, prepared.masks[idx])
+    if out.fusion.extras and "aux_loss" in out.fusion.extras:
+        total = total + out.fusion.extras["aux_loss"].mean()
+    return total
+
+
+def sample_drop(B: int, cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor] | None:
+    """Per-sample modality dropout (seed 001, seed 003 §5.4); never both modalities of one sample."""
+    if cfg.drop_image <= 0 and cfg.drop_text <= 0:
+        return None
+    u = torch.rand(B, generator=gen)
+    image = u < cfg.drop_image
+    text = (u >= cfg.drop_image) & (u < cfg.drop_image + cfg.drop_text)
+    return {"image": image, "text": text}
+
+
+def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | None = None,
+        callbacks: tuple[Callback, ...] = (), progress: bool = True, on_epoch_checkpoint=None,
+        start_epoch: int = 0, optimizer_state: dict | None = None) -> FitResult:
+    """Train ``model`` on ``data``. ``on_epoch_checkpoint(epoch, model, optimizer)`` is called after
+    every epoch (the CLI writes a resumable checkpoint there)."""
+    from tqdm.auto import tqdm
+
+    from mmlab.evaluate import evaluate
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    if cfg.max_train:
+        data = data.subset(np.arange(min(cfg.max_train, len(data))))
+    prepared = Prepared(model, data)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if optimizer_state:
+        opt.load_state_dict(optimizer_state)
+    steps_per_epoch = math.ceil(prepared.n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 5 %
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    for _ in range(start_epoch * steps_per_epoch):
+        sched.step()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(start_epoch):  # replay the permutations so a resumed run sees the same batches
+        torch.randperm(prepared.n, generator=gen)
+    result = FitResult()
+    t0 = time.perf_counter()
+    if any(cb.on_train_begin(total) for cb in callbacks):
+        result.stopped = True
+        return result
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress, desc="train", leave=False)
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(prepared.n, generator=gen)
+        running, seen = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            out = run_model(model, prepared.inputs(idx), sample_drop(len(idx), cfg, gen))
+            loss = compute_loss(model, out, prepared, idx, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.4f}")
+            if any(cb.on_step(step, total, {"loss": float(loss.detach()), "epoch": epoch}) for cb in callbacks):
+                result.stopped = True
+                break
+        logs = {"epoch": epoch + 1, "loss": running / max(seen, 1), "seconds": time.perf_counter() - t0}
+        if val is not None and not result.stopped:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, val).items() if isinstance(v, float)})
+        result.history.append(logs)
+        if on_epoch_checkpoint is not None and not result.stopped:
+            on_epoch_checkpoint(epoch + 1, model, opt)
+        if result.stopped or any(cb.on_epoch_end(epoch + 1, logs) for cb in callbacks):
+            result.stopped = True
+            break
+    bar.close()
+    model.eval()
+    result.seconds = time.perf_counter() - t0
+    result.steps = step
+    return result
