@@ -30,15 +30,10 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 
 
-def _frozen_prefixes(model: Model) -> list[str]:
-    return [f"{name}." for name in ("image_encoder", "text_encoder")
-            if getattr(getattr(model, name), "frozen", False)]
-
-
 def state_to_save(model: Model) -> dict[str, torch.Tensor]:
-    skip = _frozen_prefixes(model)
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()
-            if not any(k.startswith(p) for p in skip)}
+    """Every tensor of the state dict. Frozen pretrained backbones live outside it (they are
+    loaded from their installed package), so only their trainable projections are saved."""
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
 
 
 def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,

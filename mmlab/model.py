@@ -76,9 +76,31 @@ class Model(nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text_encoder.tokenize(texts)
 
-    def encode(self, images: torch.Tensor, text: dict[str, torch.Tensor]) -> dict[str, EncoderOutput]:
-        """images (B, 3, S, S) float in [0, 1]; text: the tokenizer's tensors."""
-        return {"image": self.image_encoder(images), "text": self.text_encoder(**text)}
+    def encoder(self, modality: str) -> nn.Module:
+        return self.image_encoder if modality == "image" else self.text_encoder
+
+    def encode(self, images: torch.Tensor | None = None, text: dict[str, torch.Tensor] | None = None, *,
+               features: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, EncoderOutput]:
+        """images (B, 3, S, S) float in [0, 1]; text: the tokenizer's tensors.
+
+        A frozen encoder (``encoder.frozen``) runs in two steps: ``extract(**inputs)`` gives its
+        backbone features (no gradient; cacheable per dataset, see ``mmlab.features``) and
+        ``from_features(**features)`` the trainable projection to tokens. ``features`` passes
+        already-extracted features per modality and skips the backbone.
+        """
+        features = dict(features or {})
+        raw = {"image": {"images": images}, "text": text}
+        out = {}
+        for m in ("image", "text"):
+            enc = self.encoder(m)
+            if getattr(enc, "frozen", False):
+                if m not in features:
+                    with torch.no_grad():
+                        features[m] = enc.extract(**raw[m])
+                out[m] = enc.from_features(**features[m])
+            else:
+                out[m] = enc(**raw[m])
+        return out
 
     def apply_drop(self, encoded: dict[str, EncoderOutput], drop: dict[str, torch.Tensor]) -> dict[str, EncoderOutput]:
         """Replace a dropped modality, per sample, by the model's stand-in (zeros / learned / imputed)."""
@@ -115,8 +137,9 @@ class Model(nn.Module):
         mask = self.mask_head(fo.fused, fo.tokens) if self.mask_head is not None else None
         return ModelOutput(logits=logits, mask=mask, fusion=fo, encoded=encoded)
 
-    def forward(self, images: torch.Tensor, text: dict[str, torch.Tensor], drop=None) -> ModelOutput:
-        return self.head_forward(self.encode(images, text), drop)
+    def forward(self, images: torch.Tensor | None, text: dict[str, torch.Tensor] | None, drop=None, *,
+                features: dict | None = None) -> ModelOutput:
+        return self.head_forward(self.encode(images, text, features=features), drop)
 
     # ---- one pair, from user input --------------------------------------------------------
     def preprocess(self, images: list[ImageLike]) -> torch.Tensor:
@@ -150,8 +173,9 @@ class Model(nn.Module):
         if out.fusion.attention and grid is not None:
             attention = {k: a[0].reshape(a.shape[1], a.shape[2], *grid).float().numpy()
                          for k, a in out.fusion.attention.items()}  # (H, T, h, w)
-        if out.fusion.extras:
-            extras.update({k: v[0].float().numpy() for k, v in out.fusion.extras.items()})
+        for k, v in (out.fusion.extras or {}).items():
+            if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == out.fusion.fused.shape[0]:
+                extras[k] = v[0].float().numpy()
         emb = {
             "image": out.encoded["image"].pooled[0].float().numpy(),
             "text": out.encoded["text"].pooled[0].float().numpy(),

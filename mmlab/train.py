@@ -69,27 +69,33 @@ class Prepared:
             if masks.shape[-1] != cfg.image_size:
                 masks = F.interpolate(masks[:, None].float(), size=(cfg.image_size,) * 2, mode="nearest")[:, 0]
             self.masks = masks.to(torch.uint8)  # (N, S, S)
-        self.encoded = None
-        if getattr(model.image_encoder, "frozen", False) and getattr(model.text_encoder, "frozen", False):
-            from mmlab.features import encode_cached
+        # frozen encoders: their backbone features are computed once per dataset and cached
+        self.features: dict[str, dict[str, torch.Tensor]] = {}
+        for m in ("image", "text"):
+            if getattr(model.encoder(m), "frozen", False):
+                from mmlab.features import extract_cached
 
-            self.encoded = encode_cached(model, data, self)
+                self.features[m] = extract_cached(model, m, data, self)
 
     def inputs(self, idx: torch.Tensor) -> dict:
-        if self.encoded is not None:
-            return {"encoded": {m: type(e)(*(x[idx] if torch.is_tensor(x) and x.dim() > 0 and x.shape[0] == self.n
-                                              else x for x in e)) for m, e in self.encoded.items()}}
-        text = {k: v[idx] for k, v in self.text.items()}
-        if "mask" in text:  # trim padding to the longest text of the batch
-            T = int(text["mask"].sum(1).max().clamp_min(1))
-            text = {k: v[:, :T] for k, v in text.items()}
-        return {"images": self.images[idx].float() / 255.0, "text": text}
+        """The model's inputs for the samples ``idx``: {"images", "text", "features"}."""
+        out: dict = {"images": None, "text": None, "features": {}}
+        for m, feats in self.features.items():
+            out["features"][m] = {k: v[idx] for k, v in feats.items()}
+        if "image" not in self.features:
+            out["images"] = self.images[idx].float() / 255.0
+        if "text" not in self.features:
+            text = {k: v[idx] for k, v in self.text.items()}
+            mask_key = "mask" if "mask" in text else "attention_mask" if "attention_mask" in text else None
+            if mask_key:  # trim padding to the longest text of the batch
+                T = int(text[mask_key].sum(1).max().clamp_min(1))
+                text = {k: v[:, :T] if v.dim() == 2 else v for k, v in text.items()}
+            out["text"] = text
+        return out
 
 
 def run_model(model: Model, inputs: dict, drop=None):
-    if "encoded" in inputs:
-        return model.head_forward(inputs["encoded"], drop)
-    return model(inputs["images"], inputs["text"], drop=drop)
+    return model(inputs["images"], inputs["text"], drop=drop, features=inputs["features"])
 
 
 def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -100,8 +106,12 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
         if cfg.mask_loss not in losses.MASK:
             raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
         total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, prepared.masks[idx])
-    if out.fusion.extras and "aux_loss" in out.fusion.extras:
-        total = total + out.fusion.extras["aux_loss"].mean()
+    for name, value in (out.fusion.extras or {}).items():
+        if name.startswith("branch_logits:") and model.primary is not None:
+            # late fusion: each unimodal branch is trained on the primary target by its own CE
+            total = total + losses.cross_entropy(value, prepared.targets[model.primary][idx])
+        elif name == "aux_loss":  # a strategy's own regulariser (imputation, ...)
+            total = total + value.mean()
     return total
 
 

@@ -51,5 +51,14 @@ class MMDataset:
             targets={k: v[index] for k, v in self.targets.items()},
             classes=self.classes,
             masks=None if self.masks is None else self.masks[index],
-            info=self.info,
+            info={k: _slice_row_info(v, index, len(self)) for k, v in self.info.items()},
         )
+
+
+def _slice_row_info(value, index: np.ndarray, n: int):
+    """Per-row info (an array or list of length N) follows the subset; other info is kept."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == n:
+        return value[index]
+    if isinstance(value, list) and len(value) == n:
+        return [value[i] for i in index]
+    return value

@@ -3,12 +3,35 @@ from __future__ import annotations
 
 from mmlab.errors import InputError
 from mmlab.fusion.base import Fusion
+from mmlab.fusion.bidirectional import BidirectionalCrossAttentionFusion
+from mmlab.fusion.bilinear import BilinearFusion, TensorFusion
 from mmlab.fusion.concat import ConcatFusion
+from mmlab.fusion.concat_attention import ConcatAttentionFusion
 from mmlab.fusion.cross_attention import CrossAttentionFusion
+from mmlab.fusion.early import EarlyFusion
+from mmlab.fusion.elementwise import AddFusion, HadamardFusion
+from mmlab.fusion.gated import GatedFusion
+from mmlab.fusion.late import (LateAverageFusion, LateMaxFusion, LateProductFusion, LateVoteFusion,
+                               LateWeightedFusion)
+from mmlab.fusion.transformer import TransformerFusion
 
 REGISTRY: dict[str, type[Fusion]] = {
+    "early": EarlyFusion,
     "concat": ConcatFusion,
+    "add": AddFusion,
+    "hadamard": HadamardFusion,
+    "bilinear": BilinearFusion,
+    "tensor": TensorFusion,
+    "gated": GatedFusion,
+    "concat_attention": ConcatAttentionFusion,
     "cross_attention": CrossAttentionFusion,
+    "bidirectional_cross_attention": BidirectionalCrossAttentionFusion,
+    "transformer": TransformerFusion,
+    "late_average": LateAverageFusion,
+    "late_weighted": LateWeightedFusion,
+    "late_product": LateProductFusion,
+    "late_max": LateMaxFusion,
+    "late_vote": LateVoteFusion,
 }
 
 

@@ -1,0 +1,27 @@
+"""mmlab's Streamlit app: the entry file is a router over the pages in ``pages/``.
+
+Run it with ``mmlab app`` or ``streamlit run app.py``.
+"""
+import streamlit as st
+
+st.set_page_config(page_title="mmlab · multimodal fusion lab", page_icon=":material/biotech:", layout="wide")
+
+PAGES = {
+    "mmlab": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    ],
+    "Explore": [
+        st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
+        st.Page("pages/compare.py", title="Compare strategies", icon=":material/compare:"),
+        st.Page("pages/attention.py", title="Attention inspector", icon=":material/visibility:"),
+        st.Page("pages/modality.py", title="Modality lab", icon=":material/tune:"),
+        st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    ],
+    "Build and learn": [
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+    ],
+}
+
+st.navigation(PAGES).run()

@@ -1,0 +1,231 @@
+"""The modality-drop ablation (issue 4; seed 001 and seed 003 §5.4): one function that drops and
+corrupts modalities the same way for every strategy.
+
+The split is encoded ONCE (frozen encoders read ``Prepared``'s cached features); every
+condition then reruns only the model's stand-in for a missing modality, the fusion and the
+heads (``Model.head_forward``) on the stored encoder outputs. A dropped modality is replaced
+by the model's own stand-in (``cfg.missing``: zeros / learned token / imputation) exactly as in
+training with modality dropout, with ``EncoderOutput.present`` False for the dropped samples.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmlab import metrics
+from mmlab.data.base import MMDataset
+from mmlab.errors import InputError
+from mmlab.evaluate import score
+from mmlab.model import MODALITIES, Model
+from mmlab.types import EncoderOutput
+
+CHANGE_THRESHOLD = 0.10  # a removal "changes" the prediction when the probability moves this much
+TIE_THRESHOLD = 0.10  # two changes closer than this (and both real) count as "both"
+
+
+def _encode(model: Model, prepared, batch_size: int) -> list[tuple[torch.Tensor, dict[str, EncoderOutput]]]:
+    """The split's encoder outputs, batch by batch: [(indices (b,), {"image", "text": EncoderOutput})].
+    Batches keep their own text length (padding trimmed per batch, as in ``Prepared.inputs``)."""
+    out = []
+    for s in range(0, prepared.n, batch_size):
+        idx = torch.arange(s, min(s + batch_size, prepared.n))
+        inp = prepared.inputs(idx)
+        out.append((idx, model.encode(inp["images"], inp["text"], features=inp["features"])))
+    return out
+
+
+def _feature_std(encoded: list, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension std over the split of a modality's real tokens (D,) and pooled vectors (D,)."""
+    toks = torch.cat([e[modality].tokens[e[modality].mask] for _, e in encoded])  # (real tokens, D)
+    pooled = torch.cat([e[modality].pooled for _, e in encoded])  # (N, D)
+    return toks.float().std(0), pooled.float().std(0)
+
+
+def _noisy(enc: EncoderOutput, sigma: float, std: tuple[torch.Tensor, torch.Tensor],
+           gen: torch.Generator) -> EncoderOutput:
+    """tokens + N(0, (sigma * std_tokens)^2) on real tokens, pooled + N(0, (sigma * std_pooled)^2)."""
+    tok_std, pool_std = std
+    noise_t = torch.randn(enc.tokens.shape, generator=gen, dtype=enc.tokens.dtype) * (sigma * tok_std)
+    noise_t = noise_t * enc.mask.unsqueeze(-1).to(noise_t.dtype)  # padding stays padding
+    noise_p = torch.randn(enc.pooled.shape, generator=gen, dtype=enc.pooled.dtype) * (sigma * pool_std)
+    return enc._replace(tokens=enc.tokens + noise_t, pooled=enc.pooled + noise_p)
+
+
+def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | None = None,
+         std: dict | None = None, gen: torch.Generator | None = None) -> dict:
+    """Fusion + heads over the stored encoder outputs under one condition. ``drop``: None, a
+    modality name, or {modality: (N,) bool} over the whole split. Returns {"probs": {target: (N, C)},
+    "mask": (N, S, S) probs or None}."""
+    probs: dict[str, list] = {}
+    masks = []
+    for idx, enc in encoded:
+        if noise is not None:
+            m, sigma = noise
+            enc = {**enc, m: _noisy(enc[m], sigma, std[m], gen)}
+        d = {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict) else drop
+        out = model.head_forward(enc, d)
+        for t, logit in out.logits.items():
+            probs.setdefault(t, []).append(logit.float().softmax(-1))
+        if out.mask is not None:
+            masks.append(torch.sigmoid(out.mask.float()))
+    return {"probs": {t: torch.cat(v).numpy() for t, v in probs.items()},
+            "mask": torch.cat(masks).numpy() if masks else None}
+
+
+def _metrics(model: Model, data: MMDataset, prepared, outputs: dict) -> dict:
+    return score(model, data, {**outputs, "prepared": prepared})
+
+
+def _decider(model: Model, data: MMDataset, runs: dict, change: float, tie: float) -> dict[str, Any]:
+    """Per sample: how much removing each modality changes the prediction, and which decided.
+
+    Classifiers: c = the class predicted with both modalities; delta[m] = p(c | both) -
+    p(c | m removed) (positive: m supported the prediction). Mask-only models: delta[m] = 1 -
+    IoU(mask with both, mask with m removed). A removal "changes" the prediction when |delta| >=
+    ``change`` or the predicted class flips (the mask IoU falls below 0.5). Decided: "either" when
+    neither removal changes it (each modality alone suffices); "both" when both do and either
+    both flip or their |delta| are within ``tie`` (it needs the two together); else the modality
+    whose removal changes it most.
+    """
+    both, gone = runs["both"], {"image": runs["text only"], "text": runs["image only"]}
+    primary = model.primary
+    delta, flip = {}, {}
+    if primary is not None:
+        p = both["probs"][primary]  # (N, C)
+        pred = p.argmax(1)
+        rows = np.arange(len(pred))
+        prob = p[rows, pred]
+        for m in MODALITIES:
+            q = gone[m]["probs"][primary]
+            delta[m] = (prob - q[rows, pred]).astype(np.float32)
+            flip[m] = q.argmax(1) != pred
+        quantity = "drop in the probability of the class predicted with both modalities"
+        label = data.targets[primary]
+    else:
+        mb = both["mask"] >= 0.5
+        pred, prob = None, None
+        for m in MODALITIES:
+            iou = metrics.mask_iou(mb, gone[m]["mask"] >= 0.5)
+            delta[m] = (1.0 - iou).astype(np.float32)
+            flip[m] = iou < 0.5
+        quantity = "1 - IoU between the masks predicted with and without the modality"
+        label = None
+    a = {m: np.abs(delta[m]) for m in MODALITIES}
+    changed = {m: (a[m] >= change) | flip[m] for m in MODALITIES}
+    decided = np.where(a["image"] >= a["text"], "image", "text").astype(object)
+    neither = ~changed["image"] & ~changed["text"]
+    together = changed["image"] & changed["text"] & ((flip["image"] & flip["text"]) |
+                                                     (np.abs(a["image"] - a["text"]) < tie))
+    decided[together] = "both"
+    decided[neither] = "either"
+    decided = decided.astype(str)
+    return {
+        "index": np.arange(len(decided)), "label": label, "pred": pred, "prob": prob,
+        "delta": delta, "flip": flip, "decided": decided,
+        "counts": {k: int((decided == k).sum()) for k in ("image", "text", "both", "either")},
+        "quantity": quantity, "thresholds": {"change": change, "tie": tie},
+    }
+
+
+def _check(model: Model, data: MMDataset, noise_levels, missing_rates, batch_size: int) -> None:
+    if len(data) == 0:
+        raise InputError("the dataset is empty: nothing to ablate")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1; got {batch_size}")
+    if any(not (0.0 <= float(r) <= 1.0) for r in missing_rates):
+        raise InputError(f"missing rates must lie in [0, 1]; got {list(missing_rates)}")
+    if any(float(s) < 0 for s in noise_levels):
+        raise InputError(f"noise levels must be >= 0; got {list(noise_levels)}")
+    if model.primary is None and not model.cfg.mask:
+        raise InputError("the model has neither a classifier nor a mask head: nothing to score")
+
+
+@torch.inference_mode()
+def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_rates=(0, .25, .5, .75, 1.0),
+           seed: int = 0, batch_size: int = 256, change_threshold: float = CHANGE_THRESHOLD,
+           tie_threshold: float = TIE_THRESHOLD, prepared=None) -> dict[str, Any]:
+    """Ablate the modalities of ``model`` on ``data``; deterministic by ``seed``.
+
+    Returns:
+      "table": rows {"condition": "both" | "image only" | "text only" | "image noise σ=0.5" | ...,
+               "modality", "sigma", **score(...)}; "image only" drops the text, "text only" the image;
+               noise adds N(0, (σ · feature std)^2) to the encoder's tokens and pooled vector (the
+               per-dimension std over the split's real tokens / pooled vectors).
+      "curves": {"image": [(rate, metric)], "text": [...]}: the primary metric when that modality is
+               missing for a Bernoulli(rate) share of samples (per-sample mask as ``drop``). The
+               masks of one modality share their uniform draws across rates, so a sample missing at
+               25 % is missing at 50 % too (smoother curves); rate 0 equals "both" exactly.
+      "curve_table": rows {"modality", "rate", **score(...)} of the same runs (every metric).
+      "metric": the primary metric ("accuracy" for classifiers, else "iou"); "metrics": all reported
+               (["accuracy", "iou"] for a classifier with a mask head).
+      "decider": per sample, which modality decided (see ``_decider``).
+      "seconds": wall time; "encode_seconds": of which the one encoding pass.
+    """
+    from mmlab.train import Prepared
+
+    _check(model, data, noise_levels, missing_rates, batch_size)
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        prepared = prepared or Prepared(model, data)
+        encoded = _encode(model, prepared, batch_size)
+        t_enc = time.perf_counter() - t0
+        runs = {"both": _run(model, encoded), "image only": _run(model, encoded, drop="text"),
+                "text only": _run(model, encoded, drop="image")}
+        table = [{"condition": "both", "modality": None, "sigma": None},
+                 {"condition": "image only", "modality": "image", "sigma": None},
+                 {"condition": "text only", "modality": "text", "sigma": None}]
+        for row in table:
+            row.update(_metrics(model, data, prepared, runs[row["condition"]]))
+        std = {m: _feature_std(encoded, m) for m in MODALITIES} if noise_levels else {}
+        for k, m in enumerate(MODALITIES):
+            for j, sigma in enumerate(noise_levels):
+                gen = torch.Generator().manual_seed(int(seed) * 1000 + 10 * k + j)
+                out = _run(model, encoded, noise=(m, float(sigma)), std=std, gen=gen)
+                table.append({"condition": f"{m} noise σ={float(sigma):g}", "modality": m, "sigma": float(sigma),
+                              **_metrics(model, data, prepared, out)})
+        metric = "accuracy" if model.primary is not None else "iou"
+        metrics_ = [metric] + (["iou"] if metric == "accuracy" and model.cfg.mask else [])
+        curves: dict[str, list] = {}
+        curve_table = []
+        for k, m in enumerate(MODALITIES):
+            u = torch.rand(len(data), generator=torch.Generator().manual_seed(int(seed) * 1000 + 100 + k))
+            curves[m] = []
+            for rate in missing_rates:
+                rate = float(rate)
+                if rate == 0.0:  # nobody missing: the "both" run
+                    row = table[0]
+                elif rate == 1.0:  # everybody missing: the other modality alone
+                    row = table[1] if m == "text" else table[2]
+                else:
+                    out = _run(model, encoded, drop={m: u < rate})
+                    row = _metrics(model, data, prepared, out)
+                row = {k2: v for k2, v in row.items() if k2 not in ("condition", "modality", "sigma")}
+                curves[m].append((rate, row[metric]))
+                curve_table.append({"modality": m, "rate": rate, **row})
+        decider = _decider(model, data, runs, change_threshold, tie_threshold)
+    finally:
+        model.train(was_training)
+    return {"table": table, "curves": curves, "curve_table": curve_table, "metric": metric,
+            "metrics": metrics_, "decider": decider, "seconds": time.perf_counter() - t0,
+            "encode_seconds": t_enc, "n": len(data)}
+
+
+def to_json(result: dict) -> dict:
+    """``ablate``'s result with numpy arrays turned into lists (for ``mmlab ablate --json``)."""
+    def conv(v):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(result)

@@ -1,0 +1,136 @@
+"""The one-screen Gradio Blocks demo: picture + sentence + checkpoint -> answer, attention, mask.
+
+Layout only; every output is computed by ``mmlab.demo.handlers`` (plain functions). The
+prediction is the public API endpoint ``/predict``; the other events are private.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: the demo runs offline
+
+import gradio as gr  # noqa: E402
+
+from mmlab.demo import handlers  # noqa: E402
+from mmlab.demo.overlay import WHOLE_SENTENCE  # noqa: E402
+
+MAX_UPLOAD = "20mb"  # uploads above this are refused by the server before they reach a handler
+QUEUE_SIZE = 64  # requests waiting beyond this are told the demo is busy
+
+# big, high-contrast type for a projector; local fonts only (nothing fetched)
+THEME = gr.themes.Default(
+    primary_hue="blue",
+    text_size=gr.themes.sizes.text_lg,
+    spacing_size=gr.themes.sizes.spacing_lg,
+    font=("ui-sans-serif", "system-ui", "sans-serif"),
+    font_mono=("ui-monospace", "monospace"),
+)
+CSS = """
+.gradio-container { font-size: 20px; }
+#title h1 { font-size: 2.4rem; margin-bottom: 0; }
+#answer { font-size: 1.3rem; }
+#answer h2 { font-size: 2.8rem !important; }
+#no-checkpoint { border: 3px solid #d97706; border-radius: 8px; padding: 0.5rem 1rem; font-size: 1.3rem; }
+"""
+
+
+def build_demo(checkpoints_root: str | os.PathLike | None = None) -> gr.Blocks:
+    """The demo as a ``gr.Blocks`` (queue on, one prediction at a time per event, in order).
+
+    ``checkpoints_root``: the zoo folder holding ``manifest.json`` (default: ``checkpoints/``).
+    The example pictures are written to a temporary folder, removed when the process exits.
+    """
+    root = checkpoints_root
+    names = handlers.checkpoint_choices(root)
+    message = handlers.no_checkpoint_message(root)
+    example_dir = tempfile.mkdtemp(prefix="mmlab-demo-")
+    atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
+    examples = handlers.prepare_examples(example_dir)
+
+    def answer(image, text, checkpoint, token):
+        return handlers.predict(image, text, checkpoint, token, root=root)
+
+    def answer_sentence(image, text, checkpoint):
+        return handlers.predict(image, text, checkpoint, WHOLE_SENTENCE, root=root)
+
+    def tokens(text, checkpoint):
+        return gr.Dropdown(choices=handlers.token_choices(text, checkpoint, root=root), value=WHOLE_SENTENCE)
+
+    def refresh():
+        now = handlers.checkpoint_choices(root)
+        note = handlers.no_checkpoint_message(root)
+        return (gr.Dropdown(choices=now, value=now[0][1] if now else None),
+                gr.Markdown(note or "", visible=note is not None))
+
+    with gr.Blocks(title="mmlab demo", analytics_enabled=False, fill_width=True) as demo:
+        demo.mmlab_example_dir = example_dir  # served to the browser: launch() allows this folder
+        gr.Markdown("# mmlab: what does the model see?", elem_id="title")
+        warning = gr.Markdown(message or "", visible=message is not None, elem_id="no-checkpoint")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4):
+                image = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], height=280)
+                text = gr.Textbox(label="Sentence", placeholder="the large red circle", max_length=2000)
+                with gr.Row():
+                    checkpoint = gr.Dropdown(names, value=names[0][1] if names else None, label="Checkpoint")
+                    token = gr.Dropdown([WHOLE_SENTENCE], value=WHOLE_SENTENCE, label="Attention of")
+                button = gr.Button("Answer", variant="primary", size="lg")
+                picked = gr.Examples(examples, inputs=[image, text], examples_per_page=10, cache_examples=False,
+                                     api_visibility="private",
+                                     label="Examples: generated shapes scenes, then sample photos "
+                                           "(out of distribution)")
+            with gr.Column(scale=6):
+                label = gr.Label(label="Answer", num_top_classes=5, elem_id="answer")
+                with gr.Row():
+                    attention = gr.Image(label="Where the sentence looks (last-layer attention)", format="png",
+                                         height=340, interactive=False, buttons=["download", "fullscreen"])
+                    mask = gr.Image(label="Predicted mask", format="png", height=340, interactive=False,
+                                    buttons=["download", "fullscreen"])
+                summary = gr.Markdown()
+                with gr.Accordion("API output (JSON): label, probabilities, attention (h, w), mask (S, S)",
+                                  open=False):
+                    details = gr.JSON(label="details")
+
+        # the raw payloads reach the handler: every upload goes through mmlab's validated loader
+        gr.on([button.click, text.submit], answer, inputs=[image, text, checkpoint, token],
+              outputs=[label, attention, mask, details, summary], api_name="predict", preprocess=False,
+              api_description="Answer one (image, sentence) pair with a zoo checkpoint.")
+        picked.load_input_event.then(answer_sentence, inputs=[image, text, checkpoint],  # one click answers
+                                     outputs=[label, attention, mask, details, summary], preprocess=False,
+                                     api_visibility="private")
+        gr.on([text.change, checkpoint.change], tokens, inputs=[text, checkpoint], outputs=token,
+              api_visibility="private", trigger_mode="always_last", show_progress="hidden")
+        demo.load(refresh, outputs=[checkpoint, warning], api_visibility="private", show_progress="hidden")
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch(port: int = 7860, checkpoints_root: str | os.PathLike | None = None, *, block: bool = True,
+           server_name: str | None = None) -> gr.Blocks:
+    """Build and serve the demo on ``server_name`` (default ``$GRADIO_SERVER_NAME`` or 127.0.0.1):``port``.
+
+    Offline: analytics off, no share link, no browser opened, no server-side rendering. With
+    ``block=False`` it returns at once with the server running (``demo.close()`` stops it).
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    demo = build_demo(checkpoints_root)
+    demo.launch(
+        server_name=server_name,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        prevent_thread_lock=not block,
+        show_error=False,  # unexpected errors reach the user as a short message, not a trace
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[demo.mmlab_example_dir],
+        theme=THEME,
+        css=CSS,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        enable_monitoring=False,
+        quiet=not block,
+    )
+    return demo

@@ -1,0 +1,215 @@
+"""The demo's handlers: plain functions from the widgets' values to the outputs.
+
+They run without a server (the tests call them directly). Refused input (``InputError``)
+becomes ``gr.Error(message)``: a visible message in the page and an error from the API,
+never a stack trace; any other failure becomes a short ``gr.Error`` too and is logged.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: the demo runs offline
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmlab import zoo  # noqa: E402
+from mmlab.data.images import MAX_BYTES, ImageLike, load_image  # noqa: E402
+from mmlab.data.text import clean_text  # noqa: E402
+from mmlab.demo.overlay import WHOLE_SENTENCE, attention_map, heat_overlay, mask_overlay  # noqa: E402
+from mmlab.errors import InputError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DISPLAY_SIDE = 384  # longer side of the pictures the demo shows, in pixels
+TRAIN_HINT = "mmlab train --task mask --fusion cross_attention --out {root}/shapes-mask-cross_attention --manifest"
+
+# sample photos bundled with scikit-image (no download) and a sentence for each
+PHOTOS: tuple[tuple[str, str], ...] = (
+    ("astronaut", "the person in the space suit"),
+    ("coffee", "the cup of coffee"),
+    ("chelsea", "the cat"),
+    ("rocket", "the rocket on the launch pad"),
+)
+
+_load_lock = threading.Lock()
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+def checkpoint_names(root: str | os.PathLike | None = None) -> list[str]:
+    """Names of the zoo's checkpoints under ``root`` (default: the shipped ``checkpoints/``)."""
+    return [e["name"] for e in zoo.list_checkpoints(root)]
+
+
+def checkpoint_choices(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """(shown label, name) per checkpoint: "name · strategy · task · metric value ..."."""
+    out = []
+    for e in zoo.list_checkpoints(root):
+        metrics = [f"{k} {v:.2f}" for k, v in (e.get("metrics") or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)][:2]
+        parts = [e["name"], e.get("strategy"), e.get("task"), *metrics]
+        out.append((" · ".join(str(p) for p in parts if p), e["name"]))
+    return out
+
+
+def no_checkpoint_message(root: str | os.PathLike | None = None) -> str | None:
+    """A one-paragraph message when the zoo is empty, else None."""
+    if checkpoint_names(root):
+        return None
+    folder = zoo.root(root)
+    return (f"No trained checkpoint found in `{folder}`. Train one first, e.g. "
+            f"`{TRAIN_HINT.format(root=folder)}`, then reload this page.")
+
+
+def load(name: str | None, root: str | os.PathLike | None = None):
+    """The zoo's model named ``name`` (loaded once per process, then cached). Only manifest
+    names are accepted, never folder paths. Raises ``InputError``."""
+    entries = {e["name"]: e for e in zoo.list_checkpoints(root)}
+    if not entries:
+        raise InputError(no_checkpoint_message(root) or "no checkpoint available")
+    if not name:
+        raise InputError(f"choose a checkpoint: {', '.join(entries)}")
+    if name not in entries:
+        raise InputError(f"no checkpoint named {name!r}; choose one of: {', '.join(entries)}")
+    with _load_lock:  # concurrent first requests load it once
+        return zoo.load_model(entries[name]["dir"])
+
+
+# ---- inputs -----------------------------------------------------------------------------
+def image_source(value) -> ImageLike:
+    """What the image widget sends (a file path, Gradio's file payload dict, bytes, an array
+    or a PIL image) -> something ``load_image`` reads. Raises ``InputError`` when empty."""
+    if value is None or (isinstance(value, (str, bytes)) and not value):
+        raise InputError("no image: pick an example or upload a picture")
+    if isinstance(value, dict):
+        path, url = value.get("path"), value.get("url") or ""
+        if path:
+            return str(path)
+        if url.startswith("data:") and "," in url:
+            encoded = url.split(",", 1)[1]
+            if len(encoded) > MAX_BYTES * 4 // 3 + 4:
+                raise InputError(f"image upload too large (limit {MAX_BYTES} bytes)")
+            try:
+                return base64.b64decode(encoded, validate=False)
+            except ValueError:
+                raise InputError("image data is not valid base64") from None
+        raise InputError("no image: pick an example or upload a picture")
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def display_image(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """The picture the overlays are drawn on: (H, W, 3) uint8 with the longer side ``side``
+    (small pictures are enlarged with nearest pixels so they stay crisp on a projector)."""
+    w, h = img.size
+    scale = side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resample = Image.NEAREST if scale >= 2 else Image.BILINEAR
+    return np.asarray(img.convert("RGB").resize(size, resample), dtype=np.uint8)
+
+
+def _unique(tokens: list[str]) -> list[str]:
+    return list(dict.fromkeys(tokens))
+
+
+# ---- handlers ---------------------------------------------------------------------------
+def _answer(image, text, checkpoint, token, root):
+    model = load(checkpoint, root)
+    text = clean_text(text)
+    picture = load_image(image_source(image))
+    pred = model.predict(picture, text)
+    shown = display_image(picture)  # (H, W, 3)
+    notes: list[str] = []
+    att_img = att_map = mask_img = None
+    if pred.attention:
+        att_map = attention_map(pred.attention, pred.tokens, token)  # (h, w) in [0, 1]
+        att_img = heat_overlay(shown, att_map)
+    else:
+        notes.append(f"`{model.cfg.fusion}` fusion has no text-to-image attention to show.")
+    if pred.mask is not None:
+        mask_img = mask_overlay(shown, pred.mask)
+    else:
+        notes.append("This checkpoint predicts no mask.")
+    if pred.label is None:
+        notes.append("This checkpoint predicts no class.")
+    details = {
+        "checkpoint": checkpoint,
+        "strategy": model.cfg.fusion,
+        "label": pred.label,
+        "probabilities": {c: round(p, 4) for c, p in pred.probs.items()},
+        "tokens": list(pred.tokens),
+        "token": token or WHOLE_SENTENCE,
+        "attention": None if att_map is None else np.round(att_map, 4).tolist(),  # (h, w)
+        "mask": None if pred.mask is None else np.round(pred.mask, 3).tolist(),  # (S, S)
+        "notes": notes,
+    }
+    summary = f"**Tokens:** {' · '.join(pred.tokens) or '(none)'}  \n**Strategy:** `{model.cfg.fusion}`"
+    if notes:
+        summary += "  \n" + "  \n".join(notes)
+    return dict(pred.probs), att_img, mask_img, details, summary
+
+
+def predict(image, text: str, checkpoint: str | None, token: str | None = WHOLE_SENTENCE, *,
+            root: str | os.PathLike | None = None):
+    """Answer one (image, sentence) pair with one zoo checkpoint.
+
+    Returns (probabilities {class: p}, attention overlay (H, W, 3) uint8 or None, mask
+    overlay (H, W, 3) uint8 or None, details (JSON-able: label, probabilities, tokens,
+    attention (h, w) list, mask (S, S) list, notes), a Markdown summary). H, W: the picture
+    scaled to a longer side of ``DISPLAY_SIDE``. Raises ``gr.Error`` with a one-line message.
+    """
+    try:
+        return _answer(image, text, checkpoint, token, root)
+    except InputError as e:
+        raise gr.Error(str(e), title="Cannot answer", print_exception=False) from None
+    except gr.Error:
+        raise
+    except Exception as e:  # noqa: BLE001 - the server keeps serving; the log has the details
+        log.exception("demo prediction failed")
+        raise gr.Error(f"prediction failed ({type(e).__name__}); see the server log",
+                       print_exception=False) from None
+
+
+def token_choices(text: str, checkpoint: str | None, *, root: str | os.PathLike | None = None) -> list[str]:
+    """Choices of the 'attention of' menu: the whole sentence, then each distinct token.
+    Never raises: bad text or no checkpoint gives just the whole sentence."""
+    try:
+        model = load(checkpoint, root)
+        return [WHOLE_SENTENCE] + _unique(model.text_encoder.token_strings(clean_text(text)))
+    except InputError:
+        return [WHOLE_SENTENCE]
+
+
+def prepare_examples(directory: str | os.PathLike, *, n_shapes: int = 6) -> list[list[str]]:
+    """Write the example pictures to ``directory`` (no network): ``n_shapes`` scenes of the
+    shapes test split with their own sentences, then scikit-image's bundled photos.
+    Returns rows [image path, sentence]."""
+    from mmlab.data import load_dataset
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    data = load_dataset("shapes", "test", n=n_shapes)
+    for i in range(len(data)):
+        path = out / f"shapes_{i}.png"
+        Image.fromarray(data.images[i].transpose(1, 2, 0)).save(path)  # (3, S, S) -> (S, S, 3)
+        rows.append([str(path), data.texts[i]])
+    try:
+        import skimage.data
+    except ImportError:  # the photos are a bonus; the shapes are enough
+        return rows
+    for name, sentence in PHOTOS:
+        try:
+            picture = getattr(skimage.data, name)()
+        except Exception:  # noqa: BLE001 - a photo the installed version lacks (or would download)
+            continue
+        path = out / f"{name}.png"
+        Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(path)
+        rows.append([str(path), sentence])
+    return rows

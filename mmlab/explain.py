@@ -1,0 +1,424 @@
+"""What the model looks at: text-token -> image-patch maps for one (image, text) pair.
+
+Plain functions returning numpy arrays the app overlays; nothing here draws.
+
+- ``attention_maps``: the raw cross-attention of every layer and head (what ``Model.predict``
+  returns), ``{"layer{l}": (H, T, h, w)}``.
+- ``rollout``: attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in
+  Transformers"), adapted to text -> image cross-attention (see its docstring), ``(T, h, w)``.
+- ``relevance``: gradient-weighted attention relevance (Chefer, Gur & Wolf 2021, "Generic
+  Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder
+  Transformers"), ``(T, h, w)``.
+- ``grad_cam``: Grad-CAM (Selvaraju et al. 2017) over the image encoder's patch tokens, for
+  every strategy, attention or not, ``(h, w)``.
+- ``explain``: one normalised ``(h, w)`` map for the app, falling back to Grad-CAM for
+  strategies without attention; ``upsample``, ``map_to_mask`` and ``score_map`` turn a map
+  into an overlay or a binary mask scored against a ground-truth mask (IoU / Dice).
+
+Conventions read from ``FusionOutput``: ``attention["layer{l}"]`` (B, H, T, P) holds text ->
+image cross-attention (the contract of ``mmlab.types``). A strategy with joint
+self-attention over one sequence of image and text tokens (a multimodal transformer) may
+also put each layer's full, row-stochastic map in ``extras["self_attention:layer{l}"]``
+(B, H, N, N); the image and text positions in that sequence come from the fusion module's
+``joint_slices(num_patches, num_tokens) -> {"image": slice, "text": slice}`` when it has one,
+else the sequence is taken as ``[prefix tokens (CLS, ...), P image tokens, T text tokens]``.
+When such maps are present, rollout and relevance use them (the original, square rules).
+"""
+from __future__ import annotations
+
+import math
+import re
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmlab.data.images import ImageLike
+from mmlab.data.text import clean_text
+from mmlab.errors import InputError
+from mmlab.metrics import mask_dice, mask_iou
+
+METHODS = ("attention", "rollout", "relevance", "gradcam")
+SELF_ATTENTION = "self_attention:"  # extras key prefix of joint self-attention maps (B, H, N, N)
+
+
+class NoAttentionError(InputError):
+    """The strategy exposes no text -> image attention (use ``grad_cam`` instead)."""
+
+
+class ExplainResult(NamedTuple):
+    """map: (h, w) float in [0, 1] (min-max normalised); method_used: the method that made it
+    (``"gradcam"`` when an attention method was asked of a strategy without attention);
+    tokens: the text tokens the rows refer to; note: why the method differs from the one asked."""
+
+    map: np.ndarray
+    method_used: str
+    tokens: list[str]
+    note: str = ""
+
+
+class _Run(NamedTuple):
+    out: object  # mmlab.model.ModelOutput
+    image_tokens: torch.Tensor  # (1, P, D) the image encoder's tokens, before any drop
+    image_pooled: torch.Tensor  # (1, D)
+    grid: tuple[int, int]
+    num_words: int  # T, the text encoder's token count
+    tokens: list[str]
+
+
+# ---- running the model ------------------------------------------------------------------
+@contextmanager
+def _evaluating(model):
+    """Hold the model's lock and run it in eval mode, restoring its mode afterwards."""
+    with model._lock:
+        was_training = model.training
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was_training)
+
+
+def _grid(enc, num_patches: int) -> tuple[int, int]:
+    if enc.grid is not None:
+        return tuple(enc.grid)
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise InputError(f"the image encoder gives {num_patches} tokens with no patch grid; cannot map them")
+    return side, side
+
+
+def _run(model, image: ImageLike, text: str, drop) -> _Run:
+    """One forward pass on one pair, inside whatever grad mode the caller set."""
+    text = clean_text(text)
+    x = model.preprocess([image])  # (1, 3, S, S)
+    encoded = model.encode(x, model.tokenize([text]))
+    out = model.head_forward(encoded, drop)
+    img = encoded["image"]
+    return _Run(out, img.tokens, img.pooled, _grid(img, img.tokens.shape[1]), encoded["text"].tokens.shape[1],
+                model.text_encoder.token_strings(text))
+
+
+def _layer_keys(maps: dict) -> list[str]:
+    def index(key: str) -> int:
+        m = re.search(r"(\d+)$", key)
+        return int(m.group(1)) if m else 0
+
+    return sorted(maps, key=index)
+
+
+def _self_attention(run: _Run) -> list[torch.Tensor]:
+    extras = run.out.fusion.extras or {}
+    maps = {k[len(SELF_ATTENTION):]: v for k, v in extras.items() if k.startswith(SELF_ATTENTION)}
+    return [maps[k] for k in _layer_keys(maps)]
+
+
+def _cross_attention(run: _Run) -> list[torch.Tensor]:
+    maps = run.out.fusion.attention or {}
+    return [maps[k] for k in _layer_keys(maps)]
+
+
+def _joint_slices(model, num_patches: int, num_tokens: int, n: int) -> tuple[slice, slice]:
+    if hasattr(model.fusion, "joint_slices"):
+        s = model.fusion.joint_slices(num_patches, num_tokens)
+        return s["image"], s["text"]
+    start = n - num_patches - num_tokens
+    if start < 0:
+        raise InputError(f"joint attention over {n} tokens cannot hold {num_patches} patches and {num_tokens} words")
+    return slice(start, start + num_patches), slice(n - num_tokens, n)
+
+
+def _require_attention(model, run: _Run) -> None:
+    if not _self_attention(run) and not _cross_attention(run):
+        raise NoAttentionError(
+            f"fusion {model.cfg.fusion!r} has no text-to-image attention; use grad_cam for its map")
+
+
+def _target_score(model, out, target) -> torch.Tensor:
+    """The scalar the gradients explain.
+
+    target None: the predicted class of the primary target, or for a mask-only model the
+    mask (below). An int or class name: that class of the primary target; ``"head:class"``
+    names a class of another head; ``"mask"``: the sum of mask logits inside the predicted
+    mask (probability > 0.5); when the predicted mask is empty, the sum of all mask logits
+    weighted by their (constant) probabilities, so the likeliest pixels count most.
+    """
+    if target is None:
+        target = "mask" if model.primary is None else None
+    if target == "mask":
+        if out.mask is None:
+            raise InputError("this model predicts no mask; explain a class instead")
+        logits = out.mask[0]  # (S, S)
+        inside = (logits > 0).detach()
+        if bool(inside.any()):
+            return (logits * inside).sum()
+        return (logits * torch.sigmoid(logits).detach()).sum()
+    head = model.primary
+    if head is None:
+        raise InputError("this model has no class head; use target='mask'")
+    if isinstance(target, str) and ":" in target:
+        head, target = target.split(":", 1)
+        if head not in out.logits:
+            raise InputError(f"unknown head {head!r}; choose one of: {', '.join(out.logits)}")
+    logits = out.logits[head][0]  # (C,)
+    names = model.classes.get(head, [])
+    if target is None:
+        index = int(logits.argmax())
+    elif isinstance(target, str):
+        if target not in names:
+            raise InputError(f"unknown class {target!r} of {head!r}; choose one of: {', '.join(names)}")
+        index = names.index(target)
+    else:
+        index = int(target)
+        if not 0 <= index < logits.shape[0]:
+            raise InputError(f"class index {index} out of range for {head!r} ({logits.shape[0]} classes)")
+    return logits[index]
+
+
+@contextmanager
+def _with_grad(model):
+    """Eval mode under the model's lock, with autograd on even if the caller is in inference mode."""
+    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def _to_grid(rows: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
+    return rows.detach().reshape(rows.shape[0], *grid).float().numpy()  # (T, h, w)
+
+
+# ---- the maps ---------------------------------------------------------------------------
+def attention_maps(model, image: ImageLike, text: str, *, drop=None) -> dict[str, np.ndarray]:
+    """Raw text-token -> image-patch attention per layer: ``{"layer{l}": (H, T, h, w)}``.
+
+    Each row (head, token) is a softmax over patches and sums to 1. Empty dict for
+    strategies without cross-attention. This is ``Model.predict(...).attention``.
+    """
+    return model.predict(image, text, drop=drop).attention or {}
+
+
+def rollout(model, image: ImageLike, text: str, *, drop=None, residual: float = 0.5) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020) from each text token to the image patches: (T, h, w).
+
+    Rollout multiplies head-averaged attention through the layers, with the residual
+    connection added as identity: ``Â_l = residual * I + (1 - residual) * mean_heads(A_l)``
+    (rows renormalised), ``R = Â_L ... Â_1``.
+
+    With joint self-attention (``extras["self_attention:layer{l}"]``, square maps) this is
+    the original rule, and the answer is the text rows / image columns of R.
+
+    Pure text -> image cross-attention maps (T, P) are not square, so the product is taken
+    on the joint graph of T text and P image nodes: each layer is the block matrix
+    ``[[residual * I_T, (1 - residual) * Ā_l], [0, I_P]]`` (a word keeps part of itself
+    through the residual and reads the rest from the patches; the image tokens are not
+    updated by text -> image fusion, so they map to themselves). Its text -> image block
+    works out to ``(1 - residual) * sum_l residual^(L-l) Ā_l``: later layers weigh more,
+    every layer reads the same (unchanged) image tokens, so there is no deeper chain to
+    compose. Honest caveat: because of that, for this kind of strategy rollout is a
+    depth-weighted average of the raw maps, not new information; the rows are
+    renormalised to sum to 1 over patches.
+    """
+    if not 0.0 <= residual < 1.0:
+        raise InputError(f"residual must be in [0, 1), got {residual}")
+    with _evaluating(model), torch.no_grad():
+        run = _run(model, image, text, drop)
+    _require_attention(model, run)
+    P = run.image_tokens.shape[1]
+    joint = _self_attention(run)
+    if joint:
+        N = joint[0].shape[-1]
+        R = torch.eye(N)
+        for A in joint:
+            a = residual * torch.eye(N) + (1 - residual) * A[0].float().mean(0)  # (N, N)
+            R = (a / a.sum(-1, keepdim=True)) @ R
+        image_s, text_s = _joint_slices(model, P, run.num_words, N)
+        rows = R[text_s, image_s]  # (T, P)
+    else:
+        layers = _cross_attention(run)
+        T = layers[0].shape[2]
+        R = torch.eye(T + P)
+        for A in layers:
+            a = torch.zeros(T + P, T + P)
+            a[:T, :T] = residual * torch.eye(T)
+            a[:T, T:] = (1 - residual) * A[0].float().mean(0)  # (T, P)
+            a[T:, T:] = torch.eye(P)
+            R = a @ R
+        rows = R[:T, T:]  # (T, P)
+    rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+    return _to_grid(rows, run.grid)
+
+
+def relevance(model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
+    """Gradient-weighted attention relevance (Chefer et al. 2021) of each text token for each
+    image patch: (T, h, w), non-negative.
+
+    For each layer's attention A (H, T, P) and the gradient dA of the target score (the
+    predicted class logit of the primary target by default; for a mask-only model the sum
+    of mask logits inside the predicted mask; see ``target`` below):
+    ``Ā_l = mean_heads(clamp(dA ⊙ A, min=0))``.
+
+    Cross-attention (text -> image): ``R = sum_l Ā_l``. This is Chefer's bi-modal rule
+    ``R^{ti} += (R̄^{tt})ᵀ Ā R^{ii}`` for an architecture with no self-attention between the
+    cross layers (R^{tt} = I, R^{ii} = I), as in ``cross_attention``.
+    Joint self-attention (``extras["self_attention:layer{l}"]``): ``R = I; R += Ā_l R`` per
+    layer, and the answer is its text rows / image columns.
+
+    target: None, a class index or name of the primary target, ``"head:class"``, or ``"mask"``.
+    """
+    with _with_grad(model):
+        run = _run(model, image, text, drop)
+        _require_attention(model, run)
+        joint = _self_attention(run)
+        layers = joint or _cross_attention(run)
+        score = _target_score(model, run.out, target)
+        grads = torch.autograd.grad(score, layers, allow_unused=True)
+    cams = []
+    for A, g in zip(layers, grads):
+        g = torch.zeros_like(A) if g is None else g
+        cams.append((g[0] * A[0]).clamp(min=0).mean(0).detach().float())  # (Tq, Tk)
+    P = run.image_tokens.shape[1]
+    if joint:
+        N = cams[0].shape[-1]
+        R = torch.eye(N)
+        for a in cams:
+            R = R + a @ R
+        image_s, text_s = _joint_slices(model, P, run.num_words, N)
+        rows = R[text_s, image_s]  # (T, P)
+    else:
+        rows = torch.stack(cams).sum(0)  # (T, P)
+    return _to_grid(rows, run.grid)
+
+
+def grad_cam(model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017) over the image encoder's patch tokens: (h, w), >= 0.
+
+    Channel weights are the gradients of the target score w.r.t. the patch tokens (1, P, D)
+    averaged over patches; the map is ``relu(sum_d weight_d * tokens[p, d])`` on the patch
+    grid. Works for every strategy (concat, late fusion, attention), so each has a map. If
+    a strategy reads only the pooled image vector and the encoder's pooled vector is not
+    computed from its tokens, the pooled vector's gradient stands in for the weights.
+    ``target`` as in ``relevance``.
+    """
+    with _with_grad(model):
+        run = _run(model, image, text, drop)
+        score = _target_score(model, run.out, target)
+        wanted = [t for t in (run.image_tokens, run.image_pooled) if t.requires_grad]
+        grads = dict(zip(map(id, wanted), torch.autograd.grad(score, wanted, allow_unused=True)))
+    tokens = run.image_tokens[0].detach().float()  # (P, D)
+    g_tok, g_pool = grads.get(id(run.image_tokens)), grads.get(id(run.image_pooled))
+    if g_tok is not None and bool(g_tok.abs().sum() > 0):
+        weights = g_tok[0].float().mean(0)  # (D,)
+    elif g_pool is not None:
+        weights = g_pool[0].float()  # (D,)
+    else:
+        weights = torch.zeros(tokens.shape[1])
+    cam = (tokens @ weights).clamp(min=0)  # (P,)
+    return cam.reshape(run.grid).numpy()  # (h, w)
+
+
+# ---- one map for the app ----------------------------------------------------------------
+def normalize(map_: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1]; a constant map becomes zeros. Non-finite values become 0."""
+    m = np.nan_to_num(np.asarray(map_, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(m.min()), float(m.max())
+    return ((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)).astype(np.float32)
+
+
+def _pick_token(rows: np.ndarray, token: int | None) -> np.ndarray:
+    """rows (T, h, w) -> (h, w): one token's row, or the mean over all tokens."""
+    if token is None:
+        return rows.mean(0)
+    T = rows.shape[0]
+    if not isinstance(token, (int, np.integer)) or not -T <= token < T:
+        raise InputError(f"token must be an index in [0, {T}), got {token!r}")
+    return rows[int(token)]
+
+
+def _pick_attention(maps: dict[str, np.ndarray], layer, head) -> np.ndarray:
+    """{"layer{l}": (H, T, h, w)} -> (T, h, w): one layer or the mean of layers, one head or the mean."""
+    keys = _layer_keys(maps)
+    if layer is None:
+        stack = np.stack([maps[k] for k in keys])  # (L, H, T, h, w)
+    else:
+        key = layer if isinstance(layer, str) else None
+        if isinstance(layer, (int, np.integer)) and -len(keys) <= layer < len(keys):
+            key = keys[int(layer)]
+        if key not in maps:
+            raise InputError(f"layer must be one of {', '.join(keys)} or an index below {len(keys)}, got {layer!r}")
+        stack = maps[key][None]
+    H = stack.shape[1]
+    if head is None:
+        return stack.mean((0, 1))
+    if not isinstance(head, (int, np.integer)) or not -H <= head < H:
+        raise InputError(f"head must be an index in [0, {H}), got {head!r}")
+    return stack[:, int(head)].mean(0)
+
+
+def explain(model, image: ImageLike, text: str, method: str = "attention", *, token: int | None = None,
+            layer: int | str | None = None, head: int | None = None, target=None, drop=None) -> ExplainResult:
+    """One (h, w) map in [0, 1] for the app's overlay.
+
+    method: ``"attention"`` (raw maps; ``layer`` index or "layer{l}" key, None = mean over
+    layers; ``head`` index, None = mean over heads), ``"rollout"``, ``"relevance"``
+    (``target`` as in ``relevance``) or ``"gradcam"``. ``token`` picks one text token's row
+    (None = mean over the sentence); layer and head apply to ``"attention"`` only, token
+    does not apply to Grad-CAM. Strategies without attention get Grad-CAM, and the result
+    says so (``method_used``, ``note``).
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    tokens = model.text_encoder.token_strings(clean_text(text))
+    note = ""
+    try:
+        if method == "attention":
+            maps = attention_maps(model, image, text, drop=drop)
+            if not maps:
+                raise NoAttentionError(f"fusion {model.cfg.fusion!r} has no text-to-image attention")
+            return ExplainResult(normalize(_pick_token(_pick_attention(maps, layer, head), token)), method, tokens)
+        if method == "rollout":
+            return ExplainResult(normalize(_pick_token(rollout(model, image, text, drop=drop), token)), method, tokens)
+        if method == "relevance":
+            rows = relevance(model, image, text, target=target, drop=drop)
+            return ExplainResult(normalize(_pick_token(rows, token)), method, tokens)
+    except NoAttentionError:
+        note = f"{model.cfg.fusion} has no text-to-image attention, so this is Grad-CAM over the image patches"
+    cam = grad_cam(model, image, text, target=target, drop=drop)
+    if token is not None:
+        note = (note + "; " if note else "") + "Grad-CAM explains the whole sentence, not one token"
+    return ExplainResult(normalize(cam), "gradcam", tokens, note)
+
+
+# ---- overlays and masks -----------------------------------------------------------------
+def upsample(map_hw: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (h, w) map to (size, size) (or (H, W)) for overlays."""
+    m = np.asarray(map_hw, dtype=np.float32)
+    if m.ndim != 2:
+        raise InputError(f"map must be 2-D (h, w), got shape {m.shape}")
+    out_hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(out_hw) != 2 or min(out_hw) < 1:
+        raise InputError(f"size must be a positive int or (H, W), got {size!r}")
+    if m.shape == out_hw:
+        return m.copy()
+    t = torch.from_numpy(np.ascontiguousarray(m))[None, None]  # (1, 1, h, w)
+    return F.interpolate(t, size=out_hw, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def map_to_mask(map_: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Binary mask of where the map, min-max normalised to [0, 1], is >= threshold."""
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    m = np.asarray(map_)
+    if m.ndim != 2:
+        raise InputError(f"map must be 2-D (h, w), got shape {m.shape}")
+    return normalize(m) >= threshold
+
+
+def score_map(map_: np.ndarray, gt_mask: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Threshold a map (upsampled to the mask's size first) and score it against a ground-truth
+    mask (H, W): {"iou", "dice"} (``mmlab.metrics.mask_iou`` / ``mask_dice``)."""
+    gt = np.asarray(gt_mask)
+    if gt.ndim != 2:
+        raise InputError(f"ground-truth mask must be 2-D (H, W), got shape {gt.shape}")
+    pred = map_to_mask(upsample(map_, gt.shape), threshold)
+    return {"iou": float(mask_iou(pred, gt > 0)[0]), "dice": float(mask_dice(pred, gt > 0)[0])}

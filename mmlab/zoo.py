@@ -1,0 +1,78 @@
+"""The shipped checkpoints: ``checkpoints/manifest.json`` lists each with its metrics and the
+command that rebuilds it."""
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from mmlab.errors import InputError
+
+DEFAULT_ROOT = Path(os.environ.get("MMLAB_CHECKPOINTS", Path(__file__).resolve().parent.parent / "checkpoints"))
+MANIFEST = "manifest.json"
+
+
+def root(path: str | os.PathLike | None = None) -> Path:
+    return Path(path) if path is not None else DEFAULT_ROOT
+
+
+def read_manifest(path: str | os.PathLike | None = None) -> dict:
+    """{"checkpoints": [entry, ...]}; each entry: name, path (relative to the root), dataset, task,
+    strategy, encoders, metrics, train_seconds, parameters, command."""
+    file = root(path) / MANIFEST
+    if not file.is_file():
+        return {"checkpoints": []}
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{file}: not valid JSON ({e})") from None
+    data.setdefault("checkpoints", [])
+    return data
+
+
+def list_checkpoints(path: str | os.PathLike | None = None, *, dataset: str | None = None) -> list[dict]:
+    """Manifest entries whose folder exists, each with ``dir`` set to its absolute folder."""
+    base = root(path)
+    out = []
+    for e in read_manifest(base)["checkpoints"]:
+        d = base / e.get("path", e["name"])
+        if d.is_dir() and (dataset is None or e.get("dataset") == dataset):
+            out.append({**e, "dir": str(d)})
+    return out
+
+
+def find(name: str, path: str | os.PathLike | None = None) -> dict:
+    for e in list_checkpoints(path):
+        if e["name"] == name:
+            return e
+    names = [e["name"] for e in list_checkpoints(path)]
+    raise InputError(f"no checkpoint named {name!r}; shipped: {', '.join(names) or 'none'}")
+
+
+@lru_cache(maxsize=32)
+def _load_cached(directory: str, mtime: float):
+    from mmlab.checkpoint import load
+
+    return load(directory)
+
+
+def load_model(name_or_dir: str, path: str | os.PathLike | None = None):
+    """Load a shipped checkpoint by manifest name, or any checkpoint folder; cached per process."""
+    d = Path(name_or_dir)
+    if not d.is_dir():
+        d = Path(find(name_or_dir, path)["dir"])
+    cfg = d / "config.json"
+    return _load_cached(str(d.resolve()), cfg.stat().st_mtime if cfg.exists() else 0.0)
+
+
+def update_manifest(entry: dict, path: str | os.PathLike | None = None) -> None:
+    """Insert or replace the entry with the same name (written atomically)."""
+    base = root(path)
+    base.mkdir(parents=True, exist_ok=True)
+    data = read_manifest(base)
+    data["checkpoints"] = [e for e in data["checkpoints"] if e["name"] != entry["name"]] + [entry]
+    data["checkpoints"].sort(key=lambda e: e["name"])
+    tmp = base / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(base / MANIFEST)

@@ -1,0 +1,282 @@
+"""Streamlit pieces every page shares: cached loaders, the checkpoint and input pickers, downloads.
+
+Widget state that a teacher may want to share lives in the URL (``bind="query-params"``):
+``ckpt`` (checkpoint), ``data`` (dataset), ``sample`` (index), ``src`` (sample or upload),
+``text`` (the sentence), and each page's own controls. Models are cached with
+``st.cache_resource`` (shared, read-only, thread-safe: ``Model.predict`` holds a lock);
+predictions, maps and tables with ``st.cache_data``.
+"""
+from __future__ import annotations
+
+import io
+import time
+from typing import NamedTuple
+
+import numpy as np
+import streamlit as st
+
+from mmlab import ui_state, viz
+from mmlab.errors import InputError
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
+SKIP_DATASETS = {"folder"}  # needs a path: the Data page loads the user's own folder / zip
+USER_DATA = "your data (Data page)"
+SHOW = 256  # pixels a picture is shown at
+SAMPLE, UPLOAD = "built-in sample", "your image"
+
+
+class Sample(NamedTuple):
+    """One input pair as the pages see it.
+
+    image: (H, W, 3) uint8; text: the cleaned sentence; truth: the referred object's mask
+    (S, S) uint8 or None; label: the true class name or None; source: "sample" or "upload";
+    dataset / index: where a sample came from.
+    """
+
+    image: np.ndarray
+    text: str
+    truth: np.ndarray | None
+    label: str | None
+    source: str
+    dataset: str | None = None
+    index: int | None = None
+
+
+# ---- cached loaders -------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def _load_model(directory: str, mtime: float):
+    from mmlab import zoo
+
+    return zoo.load_model(directory)
+
+
+def _mtime(entry: dict) -> float:
+    from pathlib import Path
+
+    cfg = Path(entry["dir"]) / "config.json"
+    return cfg.stat().st_mtime if cfg.exists() else 0.0
+
+
+def load_model(entry: dict, where=None):
+    """The model of a checkpoint entry (cached), or None after showing why it could not load."""
+    try:
+        return _load_model(entry["dir"], _mtime(entry))
+    except InputError as e:
+        (where or st).error(f"Cannot load checkpoint {entry['name']}: {e}")
+        return None
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=12)
+def _dataset(name: str, split: str):
+    from mmlab.data import load_dataset
+
+    return load_dataset(name, split)
+
+
+def dataset(name: str, split: str = "test"):
+    """A dataset split (cached; shared read-only), the uploaded one for ``USER_DATA``; None after an error."""
+    if name == USER_DATA:
+        return st.session_state.get("user_data")
+    try:
+        return _dataset(name, split)
+    except InputError as e:
+        st.error(f"Dataset {name!r} is not available: {e}")
+        return None
+
+
+def dataset_names() -> list[str]:
+    from mmlab.data import available
+
+    names = [n for n in available() if n not in SKIP_DATASETS]
+    if st.session_state.get("user_data") is not None:
+        names.append(USER_DATA)
+    return names
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+def checkpoints(want=None) -> list[dict]:
+    """Every checkpoint (zoo + the user's), optionally filtered by ``want(entry) -> bool``."""
+    entries, problems = ui_state.all_checkpoints()
+    for p in problems:
+        st.sidebar.warning(f"Skipped a broken manifest: {p}")
+    return [e for e in entries if want is None or want(e)]
+
+
+def no_checkpoint_message(where=None) -> None:
+    (where or st).info(
+        "No checkpoint to show yet. Train one on the **Train** page (a minute on the shapes set), "
+        "or build the shipped zoo with `mmlab zoo train`; then pick it here.")
+
+
+def _default_checkpoint(entries: list[dict]) -> int:
+    for i, e in enumerate(entries):
+        if e.get("dataset") == "shapes" and e.get("strategy") == "cross_attention" and e.get("task") == "mask":
+            return i
+    return 0
+
+
+def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, where=None) -> dict | None:
+    """A checkpoint picker (state in the URL as ``?{key}=name``); None with a message when there is none."""
+    where = where or st.sidebar
+    entries = checkpoints(want)
+    if not entries:
+        no_checkpoint_message(where)
+        return None
+    names = [e["name"] for e in entries]
+    by_name = {e["name"]: e for e in entries}
+    name = where.selectbox(label, names, index=_default_checkpoint(entries), key=key, bind="query-params")
+    entry = by_name.get(name, entries[0])
+    where.caption(ui_state.checkpoint_label(entry))
+    with where.expander("About this checkpoint"):
+        st.write({k: entry.get(k) for k in ("dataset", "task", "strategy", "encoders", "parameters", "train_seconds")})
+        st.write({k: round(v, 4) if isinstance(v, float) else v for k, v in (entry.get("metrics") or {}).items()})
+        if entry.get("command"):
+            st.code(entry["command"], language="bash")
+    return entry
+
+
+# ---- the input pair -------------------------------------------------------------------------
+def _sync_sentence(dataset_name: str, index: int, sentence: str) -> None:
+    """Put the sample's sentence in the text box when the sample changes (not on the first run of a
+    shared link that carries its own ``?text=``)."""
+    current = (dataset_name, index)
+    last = st.session_state.get("_sentence_for")
+    if last is None:
+        st.session_state["_sentence_for"] = current
+        if "text" not in st.query_params and not st.session_state.get("text"):
+            st.session_state["text"] = sentence
+        return
+    if last != current:
+        st.session_state["_sentence_for"] = current
+        st.session_state["text"] = sentence
+
+
+def pick_input(entry: dict | None = None, *, allow_upload: bool = True, where=None) -> Sample | None:
+    """Sample-or-upload plus a sentence. Shows ``st.error`` and returns None for bad input."""
+    from mmlab.data.images import load_image
+    from mmlab.data.text import clean_text
+
+    where = where or st
+    src = SAMPLE
+    if allow_upload:
+        src = where.segmented_control("Input", [SAMPLE, UPLOAD], default=SAMPLE, key="src", bind="query-params",
+                                      required=True) or SAMPLE
+    names = dataset_names()
+    default_data = (entry or {}).get("dataset")
+    data_index = names.index(default_data) if default_data in names else 0
+    image, truth, label, ds_name, index = None, None, None, None, None
+    if src == SAMPLE:
+        c1, c2 = where.columns([2, 1])
+        ds_name = c1.selectbox("Dataset", names, index=data_index, key="data", bind="query-params")
+        data = dataset(ds_name, "test")
+        if data is None or len(data) == 0:
+            return None
+        index = int(c2.number_input(f"Sample (0–{len(data) - 1})", min_value=0, max_value=len(data) - 1, value=0,
+                                    step=1, key="sample", bind="query-params"))
+        image = viz.to_rgb(data.images[index])
+        truth = None if data.masks is None else data.masks[index]
+        label_t = data.targets.get("label")
+        label = None if label_t is None else data.classes["label"][int(label_t[index])]
+        _sync_sentence(ds_name, index, data.texts[index])
+    else:
+        upload = where.file_uploader("Upload an image", type=IMAGE_TYPES, key="upload",
+                                     help="PNG, JPEG, GIF, BMP, WebP or TIFF. It stays in this session only.")
+        if upload is None:
+            where.info("Upload an image, or switch to a built-in sample.")
+            return None
+        try:
+            image = viz.to_rgb(load_image(upload.getvalue()))
+        except InputError as e:
+            where.error(f"This upload cannot be used: {e}")
+            return None
+    raw = where.text_input("Sentence", key="text", bind="query-params", max_chars=2000,
+                           help="Name one object, e.g. 'the small red triangle left of the blue circle'.")
+    try:
+        text = clean_text(raw)
+    except InputError as e:
+        where.error(f"{e}")
+        return None
+    return Sample(image=image, text=text, truth=truth, label=label, source="sample" if src == SAMPLE else "upload",
+                  dataset=ds_name, index=index)
+
+
+# ---- cached model calls ---------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=256)
+def predict(model_dir: str, mtime: float, image: np.ndarray, text: str, drop: str | None = None):
+    """(Prediction, milliseconds) for one pair; raises InputError for bad input."""
+    model = _load_model(model_dir, mtime)
+    t0 = time.perf_counter()
+    pred = model.predict(image, text, drop=drop)
+    return pred, (time.perf_counter() - t0) * 1000
+
+
+def predict_entry(entry: dict, sample: Sample, drop: str | None = None):
+    """Prediction for a sample with a checkpoint entry; None after showing the error."""
+    try:
+        pred, _ = predict(entry["dir"], _mtime(entry), sample.image, sample.text, drop)
+        return pred
+    except InputError as e:
+        st.error(f"{e}")
+        return None
+
+
+@st.cache_data(show_spinner="Computing the map…", max_entries=256)
+def explain(model_dir: str, mtime: float, image: np.ndarray, text: str, method: str, token: int | None,
+            layer: int | None, head: int | None):
+    """mmlab.explain.explain for one pair (cached): ExplainResult(map (h, w) in [0, 1], method_used, tokens, note)."""
+    from mmlab.explain import explain as _explain
+
+    return _explain(_load_model(model_dir, mtime), image, text, method, token=token, layer=layer, head=head)
+
+
+def explain_entry(entry: dict, sample: Sample, method: str = "attention", *, token=None, layer=None, head=None):
+    try:
+        return explain(entry["dir"], _mtime(entry), sample.image, sample.text, method, token, layer, head)
+    except InputError as e:
+        st.error(f"{e}")
+        return None
+
+
+def mtime(entry: dict) -> float:
+    return _mtime(entry)
+
+
+# ---- showing and downloading ------------------------------------------------------------------
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def show_figure(fig, name: str, *, key: str, where=None, on_select=None, **kw):
+    """A plotly figure (PNG from its camera button) plus an HTML download (opens offline)."""
+    where = where or st
+    config = {**PLOTLY_CONFIG, "toImageButtonOptions": {**PLOTLY_CONFIG["toImageButtonOptions"], "filename": name}}
+    if on_select is not None:
+        state = where.plotly_chart(fig, key=key, config=config, on_select=on_select, **kw)
+    else:
+        state = where.plotly_chart(fig, key=key, config=config, **kw)
+    where.download_button("Download figure (HTML)", data=lambda: viz.figure_html(fig), file_name=f"{name}.html",
+                          mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
+    return state
+
+
+def show_picture(rgb: np.ndarray, name: str, *, caption: str | None = None, key: str, where=None) -> None:
+    """A picture plus a PNG download."""
+    where = where or st
+    where.image(rgb, caption=caption, width="stretch")
+    where.download_button("PNG", data=viz.png_bytes(rgb), file_name=f"{name}.png", mime="image/png",
+                          key=f"{key}-png", on_click="ignore", icon=":material/download:")
+
+
+def download_table(df, name: str, *, key: str, where=None) -> None:
+    (where or st).download_button("Download table (CSV)", data=df.to_csv(index=False).encode(), file_name=f"{name}.csv",
+                                  mime="text/csv", key=key, on_click="ignore", icon=":material/download:")
+
+
+def page_header(title: str, intro: str) -> None:
+    st.title(title)
+    st.caption(intro)
+
+
+def csv_bytes(df) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return buf.getvalue().encode()

@@ -1,0 +1,123 @@
+"""Compare strategies: one input through every checkpoint of a dataset, side by side, and a test-split table."""
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mmlab import ui_state, viz
+from mmlab.metrics import mask_iou
+from pages import _ui as ui
+
+METHODS = ["attention", "rollout", "relevance", "gradcam"]
+
+ui.page_header("Compare strategies", "The same image and sentence through every strategy of the zoo: what each "
+               "answers, where it looks, the mask it draws, how long it takes. Below, the test-split numbers.")
+
+entries = ui.checkpoints()
+if not entries:
+    ui.no_checkpoint_message()
+    st.stop()
+datasets = list(dict.fromkeys(e.get("dataset") for e in entries))
+dataset_name = st.sidebar.selectbox("Checkpoints trained on", datasets, key="zoo", bind="query-params")
+pool = [e for e in entries if e.get("dataset") == dataset_name]
+names = [e["name"] for e in pool]
+chosen = st.sidebar.multiselect("Strategies", names, default=names[:6], key="pick", bind="query-params")
+picked = [e for e in pool if e["name"] in chosen]
+method = st.sidebar.selectbox("Map", METHODS, key="method", bind="query-params",
+                              help="attention: raw cross-attention; rollout; relevance: gradient-weighted "
+                                   "(Chefer et al.); gradcam: for every strategy, attention or not")
+if not picked:
+    st.info("Pick at least one checkpoint in the sidebar.")
+    st.stop()
+
+sample = ui.pick_input(picked[0])
+if sample is None:
+    st.stop()
+
+# ---- one input, every strategy --------------------------------------------------------------
+answers, runs = {}, []
+for e in picked:
+    if ui.load_model(e) is None:
+        continue
+    try:
+        pred, ms = ui.predict(e["dir"], ui.mtime(e), sample.image, sample.text, None)
+    except Exception as err:  # noqa: BLE001 - one broken checkpoint must not hide the others
+        st.error(f"{e['name']}: {err}")
+        continue
+    runs.append((e, pred, ms))
+    if pred.label is not None:
+        answers[e["name"]] = pred.probs
+
+if answers:
+    ui.show_figure(viz.grouped_probs_figure(answers, title="Class probabilities per checkpoint"),
+                   "compare-probabilities", key="probs")
+
+per_row = 3
+for start in range(0, len(runs), per_row):
+    cols = st.columns(per_row)
+    for col, (e, pred, ms) in zip(cols, runs[start:start + per_row]):
+        with col.container(border=True):
+            st.markdown(f"**{e['name']}**  \n`{e.get('strategy')}`")
+            c1, c2 = st.columns(2)
+            if pred.label is not None:
+                c1.metric("Answer", pred.label, f"{pred.probs[pred.label]:.0%}", delta_color="off")
+            c2.metric("Latency", f"{ms:.1f} ms", help="one pair on this machine, the first time it was asked")
+            result = ui.explain_entry(e, sample, method)
+            if result is not None:
+                st.image(viz.overlay(sample.image, result.map, size=ui.SHOW), width="stretch",
+                         caption=f"{result.method_used}" + (" (no attention: Grad-CAM)" if result.method_used != method else ""))
+            if pred.mask is not None:
+                truth = None
+                if sample.truth is not None:
+                    truth = viz.resize_map(sample.truth.astype(np.float32), pred.mask.shape, smooth=False) > 0.5
+                st.image(viz.mask_overlay(sample.image, pred.mask, truth=truth, size=ui.SHOW), width="stretch",
+                         caption="mask" + (f" · IoU {float(mask_iou(pred.mask >= 0.5, truth)[0]):.3f}"
+                                           if truth is not None else ""))
+
+# ---- the test split ---------------------------------------------------------------------------
+st.subheader("On the test split")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def measure(model_dir: str, mtime: float, dataset: str, n: int) -> dict:
+    """Metrics of a checkpoint on the first ``n`` test pairs, with milliseconds per pair (batched)."""
+    from mmlab.data import load_dataset
+    from mmlab.evaluate import evaluate
+
+    data = load_dataset(dataset, "test")
+    data = data.subset(np.arange(min(n, len(data))))
+    model = ui._load_model(model_dir, mtime)
+    t0 = time.perf_counter()
+    metrics = evaluate(model, data)
+    metrics["ms per pair"] = (time.perf_counter() - t0) * 1000 / max(1, len(data))
+    return metrics
+
+
+live = st.toggle("Measure here (otherwise: the numbers recorded in the manifest)", key="live", bind="query-params")
+n = st.slider("Test pairs", 50, 1000, 200, 50, key="n", bind="query-params", disabled=not live)
+rows = []
+progress = st.progress(0.0, text="measuring…") if live else None
+for i, e in enumerate(picked):
+    metrics = dict(e.get("metrics") or {})
+    if live:
+        try:
+            metrics = measure(e["dir"], ui.mtime(e), e.get("dataset") or "shapes", n)
+        except Exception as err:  # noqa: BLE001
+            st.error(f"{e['name']}: {err}")
+        progress.progress((i + 1) / len(picked), text=f"measured {e['name']}")
+    row = {"checkpoint": e["name"], "strategy": e.get("strategy"), "task": e.get("task")}
+    row.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    row["parameters"] = e.get("parameters")
+    published = ui_state.published_for(e)
+    if published:
+        row[f"seed's {published['metric']}"] = published["value"]
+        row["seed's source"] = published["source"]
+    rows.append(row)
+if progress is not None:
+    progress.empty()
+table = pd.DataFrame(rows)
+st.dataframe(table, hide_index=True)
+ui.download_table(table, f"compare-{dataset_name}", key="table-csv")
+st.caption("Click a column header to sort. The seeds' numbers were measured on their own data, so they are "
+           "a reference point, not a like-for-like score.")

@@ -1,0 +1,54 @@
+"""Home: what the lab is, the way to each page, and the checkpoints it can show."""
+import pandas as pd
+import streamlit as st
+
+from pages import _ui as ui
+
+st.title("mmlab · a lab for multimodal fusion")
+st.markdown(
+    "Give a model an **image** and a **sentence**, pick how the two are **fused**, and see what it "
+    "predicts, where its cross-attention looks, the mask it draws for the object the sentence names, "
+    "what happens when one modality is missing, and how the joint latent space is laid out. "
+    "Everything runs offline on the shipped checkpoints and the built-in datasets."
+)
+
+PAGES = [
+    ("pages/playground.py", "Playground", ":material/science:",
+     "One image + one sentence → prediction, attention map per word, head and layer, predicted mask with IoU."),
+    ("pages/compare.py", "Compare strategies", ":material/compare:",
+     "Every strategy of the zoo on the same input, side by side, and a sortable table of test metrics."),
+    ("pages/attention.py", "Attention inspector", ":material/visibility:",
+     "Maps per layer and head, rollout and gradient relevance; which words look at a patch; map → mask → IoU."),
+    ("pages/modality.py", "Modality lab", ":material/tune:",
+     "Drop or corrupt the image or the text and watch the prediction move; ablation tables and curves."),
+    ("pages/latent.py", "Latent space", ":material/scatter_plot:",
+     "PCA / t-SNE / UMAP of image, text and fused embeddings; the modality gap; your own pair placed in the map."),
+    ("pages/train.py", "Train", ":material/model_training:",
+     "Train a model in the app with live curves and a cancel button; it becomes a checkpoint every page can pick."),
+    ("pages/learn.py", "Learn", ":material/school:",
+     "Early, mid and late fusion and missing-modality methods, each beside a live mini-demo. Made to project in class."),
+    ("pages/data.py", "Data", ":material/dataset:",
+     "Browse the built-in datasets, or check your own folder / zip with metadata.csv."),
+]
+
+cols = st.columns(2)
+for i, (path, title, icon, text) in enumerate(PAGES):
+    with cols[i % 2].container(border=True):
+        st.page_link(path, label=f"**{title}**", icon=icon)
+        st.caption(text)
+
+st.subheader("Checkpoints")
+entries = ui.checkpoints()
+if entries:
+    rows = [{"name": e["name"], "dataset": e.get("dataset"), "task": e.get("task"), "strategy": e.get("strategy"),
+             **{k: round(v, 3) for k, v in (e.get("metrics") or {}).items() if isinstance(v, float)},
+             "parameters": e.get("parameters"), "train s": e.get("train_seconds"), "source": e.get("source")}
+            for e in entries]
+    df = pd.DataFrame(rows)
+    st.dataframe(df, hide_index=True)
+    ui.download_table(df, "mmlab-checkpoints", key="home-csv")
+else:
+    ui.no_checkpoint_message()
+
+st.caption("State lives in the URL: copy the address bar to share exactly what you see. "
+           "Every figure downloads as PNG (camera icon) or HTML, every table as CSV.")

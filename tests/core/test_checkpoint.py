@@ -1,0 +1,79 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import mmlab
+from mmlab import checkpoint
+from mmlab.train import fit
+from mmlab.config import TrainConfig
+
+
+def test_round_trip_same_outputs(tmp_path, tiny_shapes, model_factory):
+    train, test = tiny_shapes
+    model = model_factory(train)
+    fit(model, train.subset(range(64)), TrainConfig(epochs=1, batch_size=32), progress=False)
+    model.eval()
+    path = checkpoint.save(model, tmp_path / "ck", meta={"dataset": "shapes"})
+    loaded = mmlab.load(path)
+    img = test.images[0].transpose(1, 2, 0)
+    a, b = model.predict(img, test.texts[0]), loaded.predict(img, test.texts[0])
+    assert a.label == b.label
+    assert a.probs == pytest.approx(b.probs, abs=1e-6)
+    np.testing.assert_allclose(a.mask, b.mask, atol=1e-6)
+    for k in a.attention:
+        np.testing.assert_allclose(a.attention[k], b.attention[k], atol=1e-6)
+    assert json.loads((path / "config.json").read_text())["format_version"] == checkpoint.FORMAT_VERSION
+
+
+def test_save_is_atomic_and_replaces(tmp_path, tiny_shapes, model_factory):
+    train, _ = tiny_shapes
+    model = model_factory(train)
+    checkpoint.save(model, tmp_path / "ck")
+    checkpoint.save(model, tmp_path / "ck", meta={"dataset": "again"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    assert mmlab.load(tmp_path / "ck").meta["dataset"] == "again"
+
+
+def test_pickle_checkpoint_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(mmlab.InputError, match="pickle"):
+        mmlab.load(bad)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty_dir", "bad_json", "foreign", "future", "shapes", "strategy"])
+def test_foreign_or_broken_checkpoints(tmp_path, tiny_shapes, model_factory, case):
+    train, _ = tiny_shapes
+    path = tmp_path / "ck"
+    if case == "missing":
+        path = tmp_path / "nothing-here"
+    elif case == "empty_dir":
+        path.mkdir()
+    else:
+        checkpoint.save(model_factory(train), path)
+        cfg = json.loads((path / "config.json").read_text())
+        if case == "bad_json":
+            (path / "config.json").write_text("{not json")
+        elif case == "foreign":
+            (path / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+        elif case == "future":
+            cfg["format_version"] = 99
+            (path / "config.json").write_text(json.dumps(cfg))
+        elif case == "shapes":
+            cfg["model"]["dim"] = 48
+            (path / "config.json").write_text(json.dumps(cfg))
+        elif case == "strategy":
+            cfg["model"]["fusion"] = "telepathy"
+            (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(mmlab.InputError):
+        mmlab.load(path)

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+import mmlab
+from mmlab.config import TrainConfig
+from mmlab.evaluate import evaluate
+from mmlab.train import Callback, fit
+
+
+def test_predict_contract(tiny_shapes, model_factory):
+    train, test = tiny_shapes
+    model = model_factory(train).eval()
+    p = model.predict(test.images[0].transpose(1, 2, 0), test.texts[0])
+    assert p.label in train.classes["label"]
+    assert sum(p.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert p.mask.shape == (64, 64) and 0 <= p.mask.min() and p.mask.max() <= 1
+    (H, T, h, w), = {v.shape for v in p.attention.values()}
+    assert T == len(p.tokens) and (h, w) == (16, 16)
+    assert set(p.embeddings) == {"image", "text", "fused"}
+
+
+def test_gradients_reach_both_encoders(tiny_shapes, model_factory):
+    train, _ = tiny_shapes
+    for fusion in ("concat", "cross_attention"):
+        model = model_factory(train, fusion=fusion)
+        x = torch.from_numpy(train.images[:4]).float() / 255
+        out = model(x, model.tokenize(train.texts[:4]))
+        loss = out.logits["label"].sum() + out.mask.sum()
+        loss.backward()
+        for enc in (model.image_encoder, model.text_encoder):
+            g = sum(p.grad.abs().sum() for p in enc.parameters() if p.grad is not None)
+            assert g > 0, f"{fusion}: no gradient reached {type(enc).__name__}"
+
+
+@pytest.mark.parametrize("missing", ["zeros", "learned", "impute"])
+def test_dropping_a_modality_changes_the_output(tiny_shapes, model_factory, missing):
+    train, _ = tiny_shapes
+    model = model_factory(train, missing=missing).eval()
+    with torch.no_grad():
+        x = torch.from_numpy(train.images[:4]).float() / 255
+        text = model.tokenize(train.texts[:4])
+        if missing == "learned":
+            for p in model.missing_token.values():
+                p.normal_()
+        base = model(x, text).fusion.fused
+        for m in ("image", "text"):
+            out = model(x, text, drop=m)
+            assert torch.isfinite(out.fusion.fused).all()
+            assert not torch.allclose(out.fusion.fused, base)
+            assert not out.encoded[m].present.any()
+
+
+def test_short_run_learns_shapes_above_chance(tiny_shapes, model_factory):
+    train, test = tiny_shapes
+    model = model_factory(train, mask=False)
+    fit(model, train, TrainConfig(epochs=3, batch_size=32, lr=3e-3), progress=False)
+    acc = evaluate(model, test)["accuracy"]
+    assert acc > 0.5, acc  # 4 shape classes: chance is 0.25
+
+
+def test_callback_cancels(tiny_shapes, model_factory):
+    train, _ = tiny_shapes
+
+    class StopAt3(Callback):
+        def on_step(self, step, total, logs):
+            return step >= 3
+
+    res = fit(model_factory(train), train, TrainConfig(epochs=2, batch_size=32), callbacks=(StopAt3(),), progress=False)
+    assert res.stopped and res.steps == 3
+
+
+def test_bad_inputs_raise_input_error(tiny_shapes, model_factory):
+    train, test = tiny_shapes
+    model = model_factory(train).eval()
+    img = test.images[0].transpose(1, 2, 0)
+    with pytest.raises(mmlab.InputError):
+        model.predict(img, "   ")
+    with pytest.raises(mmlab.InputError):
+        model.predict(b"not an image", "the red circle")
+    with pytest.raises(mmlab.InputError):
+        model.predict(img, "the red circle", drop="sound")
+    # control characters are stripped, any unicode accepted
+    assert model.predict(img, "the red\x00 circle ✓ 红").label in train.classes["label"]

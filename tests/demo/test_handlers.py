@@ -1,0 +1,160 @@
+"""The demo's handlers called directly, no server: good input -> outputs of the right shapes,
+bad input -> gr.Error with the loader's one-line message."""
+import json
+import subprocess
+import sys
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmlab.demo import handlers
+from mmlab.demo.handlers import DISPLAY_SIDE, predict, token_choices
+from mmlab.demo.overlay import WHOLE_SENTENCE
+
+
+def _check_answer(out, classes, shown_hw):
+    probs, att_img, mask_img, details, summary = out
+    assert set(probs) == set(classes) and abs(sum(probs.values()) - 1) < 1e-4
+    assert details["label"] in classes and details["label"] == max(probs, key=probs.get)
+    assert att_img.shape == mask_img.shape == (*shown_hw, 3) and att_img.dtype == np.uint8
+    assert np.asarray(details["attention"]).shape == (16, 16)  # the CNN's patch grid at 64 px
+    assert np.asarray(details["mask"]).shape == (64, 64)  # the model's input size
+    assert 0.0 <= np.min(details["mask"]) and np.max(details["mask"]) <= 1.0
+    assert 0.0 <= np.min(details["attention"]) and np.max(details["attention"]) <= 1.0
+    json.dumps(details)  # the API returns it as JSON
+    assert "Tokens" in summary
+
+
+def test_predict_on_an_example(zoo_root, classes, examples):
+    path, sentence = examples[0]
+    out = predict(path, sentence, "tiny", WHOLE_SENTENCE, root=zoo_root)
+    _check_answer(out, classes, (DISPLAY_SIDE, DISPLAY_SIDE))
+    assert out[3]["tokens"] == sentence.split()
+
+
+def test_predict_accepts_every_widget_payload(zoo_root, classes, examples):
+    path, sentence = examples[1]
+    picture = Image.open(path)
+    for value in ({"path": path, "meta": {"_type": "gradio.FileData"}}, picture, np.asarray(picture),
+                  open(path, "rb").read()):
+        _check_answer(predict(value, sentence, "tiny", None, root=zoo_root), classes, (DISPLAY_SIDE, DISPLAY_SIDE))
+
+
+def test_predict_keeps_the_aspect_of_a_photo(zoo_root, classes, examples):
+    coffee = next(p for p, _ in examples if p.endswith("coffee.png"))  # 600 x 400
+    out = predict(coffee, "the cup of coffee", "tiny", "cup", root=zoo_root)
+    _check_answer(out, classes, (256, 384))
+    assert out[3]["token"] == "cup"
+
+
+def test_chosen_token_must_be_in_the_sentence(zoo_root, examples):
+    path, _ = examples[0]
+    with pytest.raises(gr.Error, match="not in the sentence"):
+        predict(path, "the red circle", "tiny", "banana", root=zoo_root)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: (d / "junk.png").write_bytes(b"this is not a picture") and d / "junk.png", "not a readable image"),
+    (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "empty"),
+    (lambda d: Image.new("1", (7000, 6000)).save(d / "bomb.png") or d / "bomb.png", "too large"),
+    (lambda d: (d / "cut.png").write_bytes(_png_bytes()[:60]) and d / "cut.png", "truncated|not a readable"),
+    (lambda d: None, "no image"),
+])
+def test_bad_uploads_raise_gr_error(zoo_root, tmp_path, make, message):
+    with pytest.raises(gr.Error, match=message) as err:
+        predict(make(tmp_path), "the red circle", "tiny", None, root=zoo_root)
+    assert "Traceback" not in err.value.message and "\n" not in err.value.message
+
+
+def _png_bytes():
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", None])
+def test_empty_sentence_is_refused(zoo_root, examples, text):
+    with pytest.raises(gr.Error, match="text is empty"):
+        predict(examples[0][0], text, "tiny", None, root=zoo_root)
+
+
+def test_unknown_checkpoint_names_the_choices(zoo_root, examples, tmp_path):
+    with pytest.raises(gr.Error, match="tiny"):
+        predict(examples[0][0], "the red circle", "nope", None, root=zoo_root)
+    with pytest.raises(gr.Error, match="no checkpoint named"):  # a folder path is not a zoo name
+        predict(examples[0][0], "the red circle", str(zoo_root / "tiny"), None, root=zoo_root)
+
+
+def test_empty_zoo_gives_a_clear_message(tmp_path, examples):
+    assert handlers.checkpoint_names(tmp_path) == []
+    message = handlers.no_checkpoint_message(tmp_path)
+    assert "No trained checkpoint" in message and "mmlab train" in message
+    with pytest.raises(gr.Error, match="No trained checkpoint"):
+        predict(examples[0][0], "the red circle", None, None, root=tmp_path)
+    assert token_choices("the red circle", None, root=tmp_path) == [WHOLE_SENTENCE]
+
+
+def test_token_choices(zoo_root):
+    assert token_choices("the red circle left of the square", "tiny", root=zoo_root) == [
+        WHOLE_SENTENCE, "the", "red", "circle", "left", "of", "square"]
+    assert token_choices("  ", "tiny", root=zoo_root) == [WHOLE_SENTENCE]
+    assert handlers.no_checkpoint_message(zoo_root) is None
+
+
+def test_examples_are_local_readable_pictures(examples):
+    from mmlab.data.images import load_image
+
+    names = [p.rsplit("/", 1)[-1] for p, _ in examples]
+    assert sum(n.startswith("shapes_") for n in names) == 6
+    assert {"astronaut.png", "coffee.png", "chelsea.png", "rocket.png"} <= set(names)
+    for path, sentence in examples:
+        assert load_image(path).size[0] >= 64 and sentence.strip()
+
+
+def test_build_demo_offline_with_one_public_endpoint(zoo_root, tmp_path):
+    from mmlab.demo import build_demo
+
+    demo = build_demo(zoo_root)
+    assert demo.analytics_enabled is False
+    public = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
+    assert public == ["predict"]
+    empty = build_demo(tmp_path)  # no checkpoint: the warning is shown, the app still builds
+    warning = next(b for b in empty.blocks.values() if getattr(b, "elem_id", None) == "no-checkpoint")
+    assert warning.visible and "mmlab train" in warning.value
+
+
+def test_importing_mmlab_demo_does_not_import_gradio():
+    code = "import sys, mmlab.demo, mmlab.cli; assert 'gradio' not in sys.modules, 'gradio imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_ui_event_runs_through_gradio(zoo_root, classes):
+    """Each event of the page (example click -> answer, token menu, page load) through Gradio's
+    own pre- and post-processing, as the browser would call it."""
+    import asyncio
+
+    from mmlab.demo import build_demo
+
+    demo = build_demo(zoo_root)
+    fns = {fn.name: fn for fn in demo.fns.values()}
+
+    async def run(name, inputs):
+        return (await demo.process_api(fns[name], inputs, explicit_call=True))["data"]
+
+    def value(update):
+        return update.get("value", update) if isinstance(update, dict) and "__type__" in update else update
+
+    image, text = (value(v) for v in asyncio.run(run("load_example", [0])))
+    assert text and image["path"].endswith(".png")
+    label, attention, mask, details, _ = asyncio.run(run("answer_sentence", [image, text, "tiny"]))
+    assert label["label"] in classes and Image.open(attention["path"]).size == (DISPLAY_SIDE, DISPLAY_SIDE)
+    assert Image.open(mask["path"]).size == (DISPLAY_SIDE, DISPLAY_SIDE) and details["token"] == WHOLE_SENTENCE
+    (menu,) = asyncio.run(run("tokens", ["the red circle", "tiny"]))
+    assert [v for _, v in menu["choices"]] == [WHOLE_SENTENCE, "the", "red", "circle"]
+    checkpoint, warning = asyncio.run(run("refresh", []))
+    assert checkpoint["value"] == "tiny" and warning["visible"] is False
+    assert checkpoint["choices"][0][0].startswith("tiny · cross_attention · mask")

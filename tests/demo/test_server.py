@@ -1,0 +1,121 @@
+"""The demo served for real on localhost and driven through its API with gradio_client."""
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(zoo_root, tmp_path_factory):
+    """(demo, client, outbound): the demo launched as ``mmlab demo`` launches it, a client, and
+    every non-loopback address anything in this process tried to reach while it ran."""
+    from gradio_client import Client
+
+    import mmlab.demo
+
+    outbound = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in LOOPBACK:
+            outbound.append(address)
+            raise OSError(f"the demo must run offline; tried {address}")
+        return real_connect(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK and host is not None:
+            outbound.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket, "getaddrinfo", getaddrinfo)
+        port = _free_port()
+        demo = mmlab.demo.launch(port, zoo_root, block=False)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                            download_files=str(tmp_path_factory.mktemp("downloads")))
+            yield demo, client, outbound
+        finally:
+            demo.close()
+
+
+def _ask(client, image, text, token="(whole sentence)"):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(image)), text, "tiny", token, api_name="/predict")
+
+
+def _check(result, classes):
+    label, attention_file, mask_file, details, summary = result
+    assert label["label"] in classes and details["label"] == label["label"]
+    assert {c["label"] for c in label["confidences"]} == set(classes)
+    assert np.asarray(details["attention"]).shape == (16, 16)
+    assert np.asarray(details["mask"]).shape == (64, 64)
+    shown = Image.open(attention_file).size
+    assert shown == Image.open(mask_file).size and max(shown) == 384
+    return details
+
+
+def test_served_offline_with_one_named_endpoint(served):
+    demo, client, outbound = served
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
+    assert demo.analytics_enabled is False and demo.share is False
+    assert outbound == []
+
+
+def test_predict_endpoint(served, classes, examples):
+    _, client, outbound = served
+    path, sentence = examples[0]
+    details = _check(_ask(client, path, sentence), classes)
+    assert details["tokens"] == sentence.split()
+    coffee = next(p for p, _ in examples if p.endswith("coffee.png"))
+    label, attention_file, *_ = _ask(client, coffee, "the cup of coffee", "cup")
+    assert Image.open(attention_file).size == (384, 256)
+    assert outbound == []
+
+
+def test_eight_concurrent_requests_equal_sequential(served, classes, examples):
+    _, client, _ = served
+    jobs = [(examples[i % len(examples)][0], f"{examples[i % len(examples)][1]} {'left' if i % 2 else 'below'}")
+            for i in range(8)]
+    sequential = [_check(_ask(client, p, t), classes) for p, t in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda job: _check(_ask(client, *job), classes), jobs))
+    for seq, con in zip(sequential, concurrent):
+        assert con["label"] == seq["label"] and con["tokens"] == seq["tokens"]
+        np.testing.assert_allclose(list(con["probabilities"].values()), list(seq["probabilities"].values()), atol=1e-4)
+        np.testing.assert_allclose(con["mask"], seq["mask"], atol=2e-3)
+        np.testing.assert_allclose(con["attention"], seq["attention"], atol=2e-4)
+
+
+def test_bad_uploads_are_errors_and_the_server_keeps_serving(served, classes, examples, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, client, _ = served
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"%PDF-1.4 definitely not a picture")
+    with pytest.raises(AppError, match="not a readable image") as err:
+        _ask(client, junk, "the red circle")
+    assert "Traceback" not in str(err.value)
+    with pytest.raises(AppError, match="text is empty"):
+        _ask(client, examples[0][0], "   ")
+    with pytest.raises(AppError, match="no checkpoint named"):
+        client.predict(handle_file(examples[0][0]), "the red circle", "../etc", None, api_name="/predict")
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(21 * 1024 * 1024)  # above the 20 MB upload limit
+    with pytest.raises(ValueError, match="maximum file size"):
+        _ask(client, huge, "the red circle")
+    _check(_ask(client, *examples[2]), classes)  # still serving

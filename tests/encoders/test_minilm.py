@@ -1,0 +1,72 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmlab.config import ModelConfig
+from mmlab.encoders import build_text_encoder
+from mmlab.encoders.pretrained import MiniLMBiGRUText, MiniLMText
+from mmlab.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return build_text_encoder(ModelConfig(text_encoder="minilm", dim=32), None)
+
+
+def sentence_vectors(enc, texts):
+    feats = enc.extract(**enc.tokenize(texts))
+    m = feats["attention_mask"].unsqueeze(-1).float()
+    return F.normalize((feats["hidden"].float() * m).sum(1) / m.sum(1), dim=-1)  # (B, 384)
+
+
+def test_tokens_match_token_strings(minilm):
+    text = "the small red triangle left of the unbelievably blue circle"
+    strings = minilm.token_strings(text)
+    assert strings[0] == "[CLS]" and strings[-1] == "[SEP]" and "triangle" in strings
+    out = minilm.from_features(**minilm.extract(**minilm.tokenize([text])))
+    assert out.tokens.shape == (1, len(strings), 32) and out.mask.all()
+
+
+def test_padding_and_truncation(minilm):
+    batch = minilm.tokenize(["a circle", "the small red triangle left of the blue circle"])
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert batch["attention_mask"].sum(1).tolist() == [4, 11]
+    out = minilm.from_features(**minilm.extract(**batch))
+    assert out.tokens.shape == (2, 11, 32) and out.mask.sum(1).tolist() == [4, 11]
+    assert out.pooled.shape == (2, 32)
+    long = minilm.tokenize(["word " * 100])
+    assert long["input_ids"].shape[1] == 32 and len(minilm.token_strings("word " * 100)) == 32
+
+
+def test_minilm_knows_what_sentences_mean(minilm):
+    a, b, c = sentence_vectors(minilm, ["A man is playing a guitar.", "Someone plays an acoustic guitar.",
+                                        "The stock market fell sharply today."])
+    assert float(a @ b) > float(a @ c) + 0.3
+
+
+def test_features_are_frozen_and_the_projection_trains(minilm):
+    assert minilm.frozen and all(k.startswith(("proj.", "norm.")) for k in minilm.state_dict())
+    feats = minilm.extract(**minilm.tokenize(["a blue square"]))
+    assert not feats["hidden"].requires_grad
+    minilm.from_features(**feats).pooled.sum().backward()
+    assert minilm.proj.weight.grad is not None and minilm.proj.weight.grad.abs().sum() > 0
+
+
+def test_minilm_bigru():
+    enc = build_text_encoder(ModelConfig(text_encoder="minilm_bigru", dim=16), None)
+    assert isinstance(enc, MiniLMBiGRUText) and enc.frozen
+    batch = enc.tokenize(["a circle", "the small red triangle left of the blue circle"])
+    out = enc.from_features(**enc.extract(**batch))
+    assert out.tokens.shape == (2, 11, 16) and out.mask.sum(1).tolist() == [4, 11]
+    out.pooled.sum().backward()
+    assert enc.gru.weight_ih_l0.grad.abs().sum() > 0
+    assert enc.cache_key == MiniLMText(16).cache_key  # same frozen features, one cache
+    with pytest.raises(InputError):
+        MiniLMBiGRUText(15)
+
+
+def test_bad_text_input(minilm):
+    with pytest.raises(InputError):
+        minilm.tokenize([])
+    with pytest.raises(InputError):
+        minilm.tokenize([1, 2])
