@@ -75,6 +75,19 @@ def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | N
             "mask": torch.cat(masks).numpy() if masks else None}
 
 
+def _compose(both: dict, alone: dict, gone: np.ndarray) -> dict:
+    """The outputs of a run with a per-sample drop mask, assembled from the run with both
+    modalities and the run with the modality dropped everywhere: (N,) bool ``gone`` picks, per
+    sample, the second. Exact because the model treats the samples of a batch independently in
+    eval mode (``apply_drop`` is a per-sample ``torch.where``; ``tests/test_ablation.py`` checks it)."""
+    def pick(a, b):
+        g = gone.reshape(-1, *([1] * (a.ndim - 1)))
+        return np.where(g, b, a)
+
+    return {"probs": {t: pick(p, alone["probs"][t]) for t, p in both["probs"].items()},
+            "mask": None if both["mask"] is None else pick(both["mask"], alone["mask"])}
+
+
 def _metrics(model: Model, data: MMDataset, prepared, outputs: dict) -> dict:
     return score(model, data, {**outputs, "prepared": prepared})
 
@@ -146,23 +159,27 @@ def _check(model: Model, data: MMDataset, noise_levels, missing_rates, batch_siz
 @torch.inference_mode()
 def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_rates=(0, .25, .5, .75, 1.0),
            seed: int = 0, batch_size: int = 256, change_threshold: float = CHANGE_THRESHOLD,
-           tie_threshold: float = TIE_THRESHOLD, prepared=None) -> dict[str, Any]:
+           tie_threshold: float = TIE_THRESHOLD, compose_curves: bool = True, prepared=None) -> dict[str, Any]:
     """Ablate the modalities of ``model`` on ``data``; deterministic by ``seed``.
 
     Returns:
       "table": rows {"condition": "both" | "image only" | "text only" | "image noise σ=0.5" | ...,
-               "modality", "sigma", **score(...)}; "image only" drops the text, "text only" the image;
+               "dropped", "noisy", "sigma", **score(...)}; "image only" drops the text, "text only" the image;
                noise adds N(0, (σ · feature std)^2) to the encoder's tokens and pooled vector (the
                per-dimension std over the split's real tokens / pooled vectors).
       "curves": {"image": [(rate, metric)], "text": [...]}: the primary metric when that modality is
                missing for a Bernoulli(rate) share of samples (per-sample mask as ``drop``). The
                masks of one modality share their uniform draws across rates, so a sample missing at
                25 % is missing at 50 % too (smoother curves); rate 0 equals "both" exactly.
+               ``compose_curves`` (default) assembles each curve point per sample from the "both"
+               and the fully-dropped runs, which equals running the model with the mask as
+               ``drop`` (samples are independent in eval mode) at no extra cost; False runs it.
       "curve_table": rows {"modality", "rate", **score(...)} of the same runs (every metric).
       "metric": the primary metric ("accuracy" for classifiers, else "iou"); "metrics": all reported
                (["accuracy", "iou"] for a classifier with a mask head).
       "decider": per sample, which modality decided (see ``_decider``).
       "seconds": wall time; "encode_seconds": of which the one encoding pass.
+    ``prepared``: a ``train.Prepared`` of ``data`` for this model, to reuse cached features.
     """
     from mmlab.train import Prepared
 
@@ -176,37 +193,36 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
         t_enc = time.perf_counter() - t0
         runs = {"both": _run(model, encoded), "image only": _run(model, encoded, drop="text"),
                 "text only": _run(model, encoded, drop="image")}
-        table = [{"condition": "both", "modality": None, "sigma": None},
-                 {"condition": "image only", "modality": "image", "sigma": None},
-                 {"condition": "text only", "modality": "text", "sigma": None}]
+        table = [{"condition": "both", "dropped": None, "noisy": None, "sigma": None},
+                 {"condition": "image only", "dropped": "text", "noisy": None, "sigma": None},
+                 {"condition": "text only", "dropped": "image", "noisy": None, "sigma": None}]
         for row in table:
             row.update(_metrics(model, data, prepared, runs[row["condition"]]))
+        metric = "accuracy" if model.primary is not None else "iou"
+        metrics_ = [metric] + (["iou"] if metric == "accuracy" and model.cfg.mask else [])
         std = {m: _feature_std(encoded, m) for m in MODALITIES} if noise_levels else {}
         for k, m in enumerate(MODALITIES):
             for j, sigma in enumerate(noise_levels):
                 gen = torch.Generator().manual_seed(int(seed) * 1000 + 10 * k + j)
                 out = _run(model, encoded, noise=(m, float(sigma)), std=std, gen=gen)
-                table.append({"condition": f"{m} noise σ={float(sigma):g}", "modality": m, "sigma": float(sigma),
+                table.append({"condition": f"{m} noise σ={float(sigma):g}", "dropped": None, "noisy": m,
+                              "sigma": float(sigma),
                               **_metrics(model, data, prepared, out)})
-        metric = "accuracy" if model.primary is not None else "iou"
-        metrics_ = [metric] + (["iou"] if metric == "accuracy" and model.cfg.mask else [])
         curves: dict[str, list] = {}
         curve_table = []
         for k, m in enumerate(MODALITIES):
             u = torch.rand(len(data), generator=torch.Generator().manual_seed(int(seed) * 1000 + 100 + k))
+            alone = runs["text only" if m == "image" else "image only"]  # m missing for every sample
             curves[m] = []
             for rate in missing_rates:
-                rate = float(rate)
-                if rate == 0.0:  # nobody missing: the "both" run
-                    row = table[0]
-                elif rate == 1.0:  # everybody missing: the other modality alone
-                    row = table[1] if m == "text" else table[2]
+                gone = (u < float(rate)).numpy()  # (N,) bool: m missing for these samples
+                if compose_curves:
+                    out = _compose(runs["both"], alone, gone)
                 else:
-                    out = _run(model, encoded, drop={m: u < rate})
-                    row = _metrics(model, data, prepared, out)
-                row = {k2: v for k2, v in row.items() if k2 not in ("condition", "modality", "sigma")}
-                curves[m].append((rate, row[metric]))
-                curve_table.append({"modality": m, "rate": rate, **row})
+                    out = _run(model, encoded, drop={m: torch.from_numpy(gone)})
+                row = _metrics(model, data, prepared, out)
+                curves[m].append((float(rate), row[metric]))
+                curve_table.append({"modality": m, "rate": float(rate), **row})
         decider = _decider(model, data, runs, change_threshold, tie_threshold)
     finally:
         model.train(was_training)

@@ -199,6 +199,31 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from mmlab.ablation import ablate, to_json
+    from mmlab.data import load_dataset
+
+    model = _resolve(args.checkpoint)
+    name = args.dataset or model.meta.get("dataset")
+    if not name:
+        raise InputError("the checkpoint names no dataset: pass --dataset")
+    opts = dict(model.meta.get("data_options") or {}) if name == model.meta.get("dataset") else {}
+    opts.update(data_options(args.data_opt))
+    data = load_dataset(name, args.split, seed=args.seed, **opts)
+    if args.n:
+        data = data.subset(range(min(args.n, len(data))))
+    result = to_json(ablate(model, data, seed=args.seed))
+    if not args.per_sample:
+        result["decider"] = {k: v for k, v in result["decider"].items() if k in ("counts", "thresholds", "quantity")}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for row in result["table"]:
+            print(f"{row['condition']:<22} {result['metric']} {row[result['metric']]:.4f}")
+        print(f"seconds: {result['seconds']:.2f}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from mmlab.data import describe_all
 
@@ -217,6 +242,19 @@ def cmd_datasets(args) -> int:
 def cmd_zoo(args) -> int:
     from mmlab import zoo
 
+    if args.action == "train":  # rebuild shipped checkpoints from the commands in the manifest
+        entries = zoo.read_manifest()["checkpoints"]
+        if args.only:
+            entries = [e for e in entries if e["name"] == args.only]
+            if not entries:
+                raise InputError(f"no manifest entry named {args.only!r}")
+        for e in entries:
+            argv = shlex.split(e["command"])[1:]
+            print(f"rebuilding {e['name']}: {e['command']}", file=sys.stderr)
+            code = main(argv)
+            if code:
+                return code
+        return 0
     rows = zoo.list_checkpoints()
     if args.json:
         print(json.dumps(rows))
@@ -301,11 +339,24 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
+    ab = sub.add_parser("ablate", help="metrics with each modality dropped or noisy, and who decided")
+    ab.add_argument("checkpoint")
+    ab.add_argument("--dataset")
+    ab.add_argument("--split", default="test")
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--n", type=int, default=1000, help="use the first N pairs of the split (0: all)")
+    ab.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option, repeatable")
+    ab.add_argument("--per-sample", action="store_true", help="include the per-sample decider lists")
+    ab.add_argument("--json", action="store_true")
+    ab.set_defaults(func=cmd_ablate)
+
     d = sub.add_parser("datasets", help="list the datasets with their sizes")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_datasets)
 
-    z = sub.add_parser("zoo", help="list the shipped checkpoints")
+    z = sub.add_parser("zoo", help="list the shipped checkpoints, or rebuild them (zoo train)")
+    z.add_argument("action", nargs="?", choices=("list", "train"), default="list")
+    z.add_argument("--only", help="with train: rebuild only this checkpoint")
     z.add_argument("--json", action="store_true")
     z.set_defaults(func=cmd_zoo)
 

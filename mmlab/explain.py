@@ -177,6 +177,18 @@ def _target_score(model, out, target) -> torch.Tensor:
     return logits[index]
 
 
+def _grads(score: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """d score / d tensor for each tensor; None where the tensor is not on the score's graph."""
+    live = [i for i, t in enumerate(tensors) if t.requires_grad]
+    if not score.requires_grad or not live:
+        return [None] * len(tensors)
+    got = torch.autograd.grad(score, [tensors[i] for i in live], allow_unused=True)
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    for i, g in zip(live, got):
+        out[i] = g
+    return out
+
+
 @contextmanager
 def _with_grad(model):
     """Eval mode under the model's lock, with autograd on even if the caller is in inference mode."""
@@ -272,7 +284,7 @@ def relevance(model, image: ImageLike, text: str, *, target=None, drop=None) -> 
         joint = _self_attention(run)
         layers = joint or _cross_attention(run)
         score = _target_score(model, run.out, target)
-        grads = torch.autograd.grad(score, layers, allow_unused=True)
+        grads = _grads(score, layers)
     cams = []
     for A, g in zip(layers, grads):
         g = torch.zeros_like(A) if g is None else g
@@ -303,10 +315,8 @@ def grad_cam(model, image: ImageLike, text: str, *, target=None, drop=None) -> n
     with _with_grad(model):
         run = _run(model, image, text, drop)
         score = _target_score(model, run.out, target)
-        wanted = [t for t in (run.image_tokens, run.image_pooled) if t.requires_grad]
-        grads = dict(zip(map(id, wanted), torch.autograd.grad(score, wanted, allow_unused=True)))
+        g_tok, g_pool = _grads(score, [run.image_tokens, run.image_pooled])
     tokens = run.image_tokens[0].detach().float()  # (P, D)
-    g_tok, g_pool = grads.get(id(run.image_tokens)), grads.get(id(run.image_pooled))
     if g_tok is not None and bool(g_tok.abs().sum() > 0):
         weights = g_tok[0].float().mean(0)  # (D,)
     elif g_pool is not None:

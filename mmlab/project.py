@@ -332,16 +332,18 @@ def place_new(emb_ref: np.ndarray, coords_ref: np.ndarray, new: np.ndarray, meth
     return knn_place(emb_ref, coords_ref, new, k=k)
 
 
-def warm_umap() -> float:
-    """Compile UMAP's numba code on tiny arrays (fit and transform, exact and approximate
-    neighbours), so that a later real call is fast; seconds spent. Meant for a background
-    thread at app start; sets ``NUMBA_CACHE_DIR`` to ``cache_root()/numba`` when unset."""
+def warm_umap(*, approximate: bool = True) -> float:
+    """Compile UMAP's numba code on a tiny array (fit and transform), so that a later real call
+    is fast; returns the seconds spent. UMAP finds neighbours exactly below 4,096 points and with
+    NN-descent above: ``approximate=True`` warms both paths (NN-descent roughly doubles the cost).
+    Meant for a background thread at app start; sets ``NUMBA_CACHE_DIR`` to
+    ``cache_root()/numba`` when unset (before umap is first imported)."""
     t0 = time.perf_counter()
     umap = _umap_module()
     X = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for approx in (False, True):  # umap uses exact neighbours below 4096 points, NN-descent above
+        for approx in (False, True)[:1 + bool(approximate)]:
             r = umap.UMAP(n_neighbors=5, n_epochs=5, random_state=0, force_approximation_algorithm=approx).fit(X)
             r.transform(X[:3])
     return time.perf_counter() - t0
@@ -407,8 +409,8 @@ def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = 
     projects all 3n vectors together instead. Projections go through ``project_cached``.
 
     Returns {"points": (3n, 2) float32, "modality": (3n,) "image"|"text"|"fused", "pair": (3n,)
-    position in the sample (0..n-1), "index": (3n,) dataset index, "label", "pred", "correct":
-    (3n,), "texts": 3n captions, "method", "fused", "count", "total", "parts": what
+    position in the sample (0..n-1), "index": (3n,) dataset index, "label", "pred", "correct",
+    "iou": (3n,) (None where ``emb`` lacks them), "texts": 3n captions, "method", "fused", "count", "total", "parts": what
     ``place_in_layout`` needs}.
     """
     if fused not in ("separate", "stacked"):
@@ -451,6 +453,7 @@ def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = 
         "label": rep("label") if "label" in emb else None,
         "pred": rep("pred") if "pred" in emb else None,
         "correct": rep("correct") if "correct" in emb else None,
+        "iou": rep("iou") if emb.get("iou") is not None else None,
         "texts": list(emb.get("texts", [""] * n)) * 3,
         "method": method, "fused": fused, "seed": seed, "count": n, "total": emb.get("total", n),
         "parts": parts,

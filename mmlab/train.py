@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmlab import losses
+from mmlab import distributed, losses
 from mmlab.config import TrainConfig
 from mmlab.data.base import MMDataset
 from mmlab.errors import InputError
@@ -95,21 +95,27 @@ class Prepared:
 
 
 def run_model(model: Model, inputs: dict, drop=None):
+    """The model on ``Prepared.inputs``; inputs and drop masks follow a model that is not on the CPU."""
+    device = distributed.model_device(model)
+    if device.type != "cpu":
+        inputs, drop = distributed.move(inputs, device), distributed.move(drop, device)
     return model(inputs["images"], inputs["text"], drop=drop, features=inputs["features"])
 
 
 def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     total = out.fusion.fused.new_zeros(())
     for t, logits in out.logits.items():
-        total = total + cfg.loss_weights.get(t, 1.0) * losses.cross_entropy(logits, prepared.targets[t][idx])
+        y = prepared.targets[t][idx].to(logits.device)
+        total = total + cfg.loss_weights.get(t, 1.0) * losses.cross_entropy(logits, y)
     if out.mask is not None:
         if cfg.mask_loss not in losses.MASK:
             raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
-        total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, prepared.masks[idx])
+        target = prepared.masks[idx].to(out.mask.device)
+        total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, target)
     for name, value in (out.fusion.extras or {}).items():
         if name.startswith("branch_logits:") and model.primary is not None:
             # late fusion: each unimodal branch is trained on the primary target by its own CE
-            total = total + losses.cross_entropy(value, prepared.targets[model.primary][idx])
+            total = total + losses.cross_entropy(value, prepared.targets[model.primary][idx].to(value.device))
         elif name == "aux_loss":  # a strategy's own regulariser (imputation, ...)
             total = total + value.mean()
     return total
@@ -129,7 +135,26 @@ def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | Non
         callbacks: tuple[Callback, ...] = (), progress: bool = True, on_epoch_checkpoint=None,
         start_epoch: int = 0, optimizer_state: dict | None = None) -> FitResult:
     """Train ``model`` on ``data``. ``on_epoch_checkpoint(epoch, model, optimizer)`` is called after
-    every epoch (the CLI writes a resumable checkpoint there)."""
+    every epoch (the CLI writes a resumable checkpoint there).
+
+    Launched by torchrun (``WORLD_SIZE`` > 1), or inside a process group made beforehand, the same
+    call trains data-parallel (``mmlab.distributed``): every rank draws the same permutation, takes
+    ``batch[rank::world]`` of each global batch of ``cfg.batch_size`` and steps a DDP model; the
+    logged loss is the global mean; only rank 0 shows progress and gets ``on_epoch_checkpoint``.
+    """
+    with distributed.session() as ctx:
+        home = distributed.model_device(model)
+        net = distributed.wrap(model, ctx)  # the model itself, or its DDP wrapper when data-parallel
+        try:
+            return _fit(model, net, data, cfg, ctx, val=val, callbacks=callbacks, progress=progress,
+                        on_epoch_checkpoint=on_epoch_checkpoint, start_epoch=start_epoch,
+                        optimizer_state=optimizer_state)
+        finally:
+            distributed.unwrap(model, ctx, home)
+
+
+def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, ctx: distributed.Context, *,
+         val, callbacks, progress, on_epoch_checkpoint, start_epoch, optimizer_state) -> FitResult:
     from tqdm.auto import tqdm
 
     from mmlab.evaluate import evaluate
@@ -161,10 +186,11 @@ def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | Non
         torch.randperm(prepared.n, generator=gen)
     result = FitResult()
     t0 = time.perf_counter()
-    if any(cb.on_train_begin(total) for cb in callbacks):
+    if ctx.any(any(cb.on_train_begin(total) for cb in callbacks)):
         result.stopped = True
         return result
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress, desc="train", leave=False)
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress or not ctx.is_main,
+               desc="train", leave=False)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -172,30 +198,38 @@ def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | Non
         running, seen = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if len(idx) < 2:
+            if len(idx) < max(2, ctx.world):
                 continue
-            out = run_model(model, prepared.inputs(idx), sample_drop(len(idx), cfg, gen))
+            drop = sample_drop(len(idx), cfg, gen)
+            scale = 1.0
+            if ctx.active:  # this rank's share of the global batch (the same draws on every rank)
+                idx, drop, scale = ctx.shard(idx, drop)
+            out = run_model(net, prepared.inputs(idx), drop)
             loss = compute_loss(model, out, prepared, idx, cfg)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * scale if ctx.active else loss).backward()  # DDP averages the ranks' gradients
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
             step += 1
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
+            step_loss, n = float(loss.detach()), len(idx)
+            if ctx.active:  # the global batch's mean loss, as a single process would log it
+                loss_sum, n = ctx.all_sum([step_loss * n, n])
+                step_loss, n = loss_sum / n, int(n)
+            running += step_loss * n
+            seen += n
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.4f}")
-            if any(cb.on_step(step, total, {"loss": float(loss.detach()), "epoch": epoch}) for cb in callbacks):
+            if ctx.any(any(cb.on_step(step, total, {"loss": step_loss, "epoch": epoch}) for cb in callbacks)):
                 result.stopped = True
                 break
         logs = {"epoch": epoch + 1, "loss": running / max(seen, 1), "seconds": time.perf_counter() - t0}
         if val is not None and not result.stopped:
             logs.update({f"val_{k}": v for k, v in evaluate(model, val).items() if isinstance(v, float)})
         result.history.append(logs)
-        if on_epoch_checkpoint is not None and not result.stopped:
+        if on_epoch_checkpoint is not None and not result.stopped and ctx.is_main:
             on_epoch_checkpoint(epoch + 1, model, opt)
-        if result.stopped or any(cb.on_epoch_end(epoch + 1, logs) for cb in callbacks):
+        if result.stopped or ctx.any(any(cb.on_epoch_end(epoch + 1, logs) for cb in callbacks)):
             result.stopped = True
             break
     bar.close()

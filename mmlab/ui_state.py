@@ -20,7 +20,6 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 from mmlab.errors import InputError
 
@@ -124,24 +123,37 @@ def published_for(entry: dict) -> dict | None:
 
 
 # ---- training in the background ---------------------------------------------------------------
-TRAIN_DEFAULTS = dict(
-    dataset="shapes", task="mask", targets=None, fusion="cross_attention", fusion_options=None,
-    image_encoder="cnn", text_encoder="bigru", dim=32, image_size=None, missing="learned",
-    epochs=2, batch_size=32, lr=2e-3, seed=0, data_seed=0, drop_image=0.0, drop_text=0.0,
-    mask_loss="bce_dice", max_train=512, threads=None, val=True,
-)
+TRAIN_OPTIONS = ("dataset", "task", "fusion", "image_encoder", "text_encoder", "dim", "epochs", "batch_size", "lr",
+                 "seed", "drop_image", "drop_text", "max_train", "mask_loss", "missing")
+
+
+def train_argv(request: dict) -> list[str]:
+    """The ``mmlab train`` arguments of a training request ({option: value} + ``name``); unknown
+    options are refused. The same line is recorded in the manifest so the run can be rebuilt."""
+    unknown = set(request) - set(TRAIN_OPTIONS) - {"name"}
+    if unknown:
+        raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    name = str(request.get("name", ""))
+    if not NAME_RE.match(name):
+        raise InputError(f"checkpoint name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
+    argv = ["train"]
+    for key in TRAIN_OPTIONS:
+        if request.get(key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(request[key])]
+    return argv + ["--name", name, "--val"]
 
 
 @dataclass
 class TrainJob:
     """One training run in a background thread, saved as a checkpoint every page can pick.
 
-    ``request``: options of ``mmlab train`` (see ``TRAIN_DEFAULTS``) plus ``name``. The thread
-    builds the model with ``mmlab.cli.build_for_training``, runs ``mmlab.train.fit`` with a
-    callback that records the loss of every step and the metrics of every epoch and stops when
-    ``cancel()`` was called, then evaluates on ``eval_n`` test pairs and saves the checkpoint
-    into ``out_root`` (recording it in that folder's manifest). A cancelled or failed run saves
-    nothing, so earlier checkpoints stay as they were.
+    ``request``: options of ``mmlab train`` (``TRAIN_OPTIONS``) plus ``name``; they are parsed by
+    the CLI's own parser, so defaults and validation are the CLI's. The thread builds the model
+    with ``mmlab.cli.build_for_training``, runs ``mmlab.train.fit`` with a callback that records
+    the loss of every step and the metrics of every epoch (on at most 300 validation pairs) and
+    stops when ``cancel()`` was called, then evaluates on ``eval_n`` test pairs and saves the
+    checkpoint into ``out_root``, recording it in that folder's manifest. A cancelled or failed
+    run saves nothing, so earlier checkpoints stay as they were.
     """
 
     request: dict
@@ -160,12 +172,7 @@ class TrainJob:
     def __post_init__(self):
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        name = self.request.get("name", "")
-        if not NAME_RE.match(str(name)):
-            raise InputError(f"checkpoint name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
-        unknown = set(self.request) - set(TRAIN_DEFAULTS) - {"name"}
-        if unknown:
-            raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        self.argv = train_argv(self.request)
 
     # -- control
     def start(self) -> "TrainJob":
@@ -194,10 +201,11 @@ class TrainJob:
 
     # -- the thread
     def _run(self) -> None:
+        import shlex
         from dataclasses import asdict
 
         from mmlab import checkpoint, zoo
-        from mmlab.cli import build_for_training
+        from mmlab.cli import build_for_training, parser
         from mmlab.data import load_dataset
         from mmlab.evaluate import evaluate
         from mmlab.train import Callback, fit, seed_everything
@@ -218,7 +226,10 @@ class TrainJob:
                 return job._cancel.is_set()
 
         try:
-            args = SimpleNamespace(**{**TRAIN_DEFAULTS, **self.request})
+            try:
+                args = parser().parse_args(self.argv)
+            except SystemExit:
+                raise InputError(f"bad training options: {' '.join(self.argv)}") from None
             seed_everything(args.seed)
             model, tcfg, train, val = build_for_training(args)
             if val is not None and len(val) > 300:
@@ -233,11 +244,7 @@ class TrainJob:
                 test = test.subset(range(self.eval_n))
             metrics = evaluate(model, test)
             name = args.name
-            command = (f"mmlab train --dataset {args.dataset} --task {args.task} --fusion {args.fusion} "
-                       f"--image-encoder {args.image_encoder} --text-encoder {args.text_encoder} --dim {args.dim} "
-                       f"--epochs {args.epochs} --batch-size {args.batch_size} --lr {args.lr} --seed {args.seed} "
-                       f"--drop-image {args.drop_image} --drop-text {args.drop_text} --max-train {args.max_train} "
-                       f"--name {name}")
+            command = "mmlab " + " ".join(shlex.quote(a) for a in self.argv)
             meta = {"name": name, "dataset": args.dataset, "task": args.task, "train": asdict(tcfg),
                     "metrics": metrics, "train_seconds": round(result.seconds, 1), "history": result.history,
                     "command": command}
@@ -248,7 +255,7 @@ class TrainJob:
                      "encoders": {"image": model.cfg.image_encoder, "text": model.cfg.text_encoder},
                      "metrics": metrics, "train_seconds": round(result.seconds, 1),
                      "parameters": model.num_parameters(), "command": command,
-                     "train": {"drop_image": args.drop_image, "drop_text": args.drop_text}}
+                     "train": {"drop_image": tcfg.drop_image, "drop_text": tcfg.drop_text}}
             zoo.update_manifest(entry, self.out_root)
             self.entry = entry
             self.state = "done"

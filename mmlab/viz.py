@@ -268,7 +268,8 @@ def latent_figure(xy: np.ndarray, *, colour: Sequence[str], symbol: Sequence[str
     if highlight is not None and len(highlight):
         h = np.asarray(highlight, dtype=np.float64)
         fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="markers+lines", name=highlight_label,
-                                 marker=dict(size=18, symbol="star", color="#111111", line=dict(color="white", width=1)),
+                                 marker=dict(size=18, symbol="star", color="#111111",
+                                             line=dict(color="white", width=1)),
                                  line=dict(color="#111111", dash="dot")))
     fig.update_layout(title=title or None, height=560, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title=""),
@@ -301,3 +302,17 @@ def montage(pictures: Sequence[np.ndarray], *, columns: int, gap: int = 4, backg
         r, c = divmod(i, columns)
         out[r * (H + gap): r * (H + gap) + H, c * (W + gap): c * (W + gap) + W] = p
     return out
+
+
+def grouped_bars_figure(x: Sequence[str], series: Mapping[str, Sequence[float]], *, y_title: str = "",
+                        title: str = "", y_range: tuple[float, float] | None = None) -> object:
+    """Grouped bars: one group per ``x`` category, one bar per named series, values printed on the bars."""
+    go = _go()
+    fig = go.Figure([go.Bar(name=name, x=list(x), y=[float(v) for v in values],
+                            text=[f"{float(v):.3f}" for v in values], textposition="auto",
+                            marker_color=PALETTE[i % len(PALETTE)])
+                     for i, (name, values) in enumerate(series.items())])
+    fig.update_layout(barmode="group", title=title or None, height=340,
+                      yaxis=dict(title=y_title, range=list(y_range) if y_range else None),
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -203,10 +203,11 @@ def pick_input(entry: dict | None = None, *, allow_upload: bool = True, where=No
 # ---- cached model calls ---------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=256)
 def predict(model_dir: str, mtime: float, image: np.ndarray, text: str, drop: str | None = None):
-    """(Prediction, milliseconds) for one pair; raises InputError for bad input."""
+    """(Prediction, milliseconds of a warm second call) for one pair; raises InputError for bad input."""
     model = _load_model(model_dir, mtime)
-    t0 = time.perf_counter()
     pred = model.predict(image, text, drop=drop)
+    t0 = time.perf_counter()
+    model.predict(image, text, drop=drop)
     return pred, (time.perf_counter() - t0) * 1000
 
 
@@ -271,7 +272,24 @@ def download_table(df, name: str, *, key: str, where=None) -> None:
                                   mime="text/csv", key=key, on_click="ignore", icon=":material/download:")
 
 
+def ensure_router() -> None:
+    """Make sure ``app.py``'s ``st.navigation`` routes this session.
+
+    Streamlit starts a server in its legacy "pages/ directory" mode when a ``pages/`` folder sits
+    beside the entry file, and leaves it only once ``st.navigation`` has run. If the first request
+    of a fresh server is a page's own URL (a shared link such as ``/playground?ckpt=...``), the
+    page file runs without the router (plain sidebar, narrow layout) and the server stays in that
+    mode. Switching the mode off and rerunning lets ``app.py`` route the same URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(title: str, intro: str) -> None:
+    ensure_router()
     st.title(title)
     st.caption(intro)
 

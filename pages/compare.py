@@ -53,20 +53,19 @@ if answers:
     ui.show_figure(viz.grouped_probs_figure(answers, title="Class probabilities per checkpoint"),
                    "compare-probabilities", key="probs")
 
-per_row = 3
+per_row = min(3, max(1, len(runs)))
 for start in range(0, len(runs), per_row):
     cols = st.columns(per_row)
     for col, (e, pred, ms) in zip(cols, runs[start:start + per_row]):
         with col.container(border=True):
-            st.markdown(f"**{e['name']}**  \n`{e.get('strategy')}`")
-            c1, c2 = st.columns(2)
-            if pred.label is not None:
-                c1.metric("Answer", pred.label, f"{pred.probs[pred.label]:.0%}", delta_color="off")
-            c2.metric("Latency", f"{ms:.1f} ms", help="one pair on this machine, the first time it was asked")
+            st.markdown(f"**{e['name']}** · `{e.get('strategy')}`")
+            answer = f"answers **{pred.label}** ({pred.probs[pred.label]:.0%}) · " if pred.label is not None else ""
+            st.markdown(f"{answer}{ms:.0f} ms", help="latency of one pair on this machine (a warm call)")
             result = ui.explain_entry(e, sample, method)
             if result is not None:
+                note = " (no attention: Grad-CAM)" if result.method_used != method else ""
                 st.image(viz.overlay(sample.image, result.map, size=ui.SHOW), width="stretch",
-                         caption=f"{result.method_used}" + (" (no attention: Grad-CAM)" if result.method_used != method else ""))
+                         caption=f"{result.method_used}{note}")
             if pred.mask is not None:
                 truth = None
                 if sample.truth is not None:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages import _ui as ui
 
-st.title("mmlab · a lab for multimodal fusion")
+ui.page_header("mmlab · a lab for multimodal fusion", "Image + text fusion, made visible.")
 st.markdown(
     "Give a model an **image** and a **sentence**, pick how the two are **fused**, and see what it "
     "predicts, where its cross-attention looks, the mask it draws for the object the sentence names, "
@@ -26,7 +26,7 @@ PAGES = [
     ("pages/train.py", "Train", ":material/model_training:",
      "Train a model in the app with live curves and a cancel button; it becomes a checkpoint every page can pick."),
     ("pages/learn.py", "Learn", ":material/school:",
-     "Early, mid and late fusion and missing-modality methods, each beside a live mini-demo. Made to project in class."),
+     "Early, mid and late fusion and missing-modality methods, each beside a live mini-demo, to project in class."),
     ("pages/data.py", "Data", ":material/dataset:",
      "Browse the built-in datasets, or check your own folder / zip with metadata.csv."),
 ]

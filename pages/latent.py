@@ -20,7 +20,7 @@ if entry is None or ui.load_model(entry) is None:
 names = ui.dataset_names()
 c = st.columns([1.2, 0.8, 1.2, 1, 1])
 dataset_name = c[0].selectbox("Dataset", names, index=names.index(entry.get("dataset")) if entry.get("dataset") in
-                              names else 0, key="data", bind="query-params")
+                              names else 0, key="ldata", bind="query-params")
 split = c[1].selectbox("Split", ["test", "val", "train"], key="split", bind="query-params")
 max_points = c[2].select_slider("Pairs (sampled)", [100, 250, 500, 1000, 2000, 5000], value=500, key="points",
                                 bind="query-params")
@@ -73,7 +73,8 @@ elif colour_by == "modality":
     colour = lay["modality"]
 else:
     colour = np.where(lay["correct"], "right", "wrong")
-hover = [f"{m} · #{i} · {lab}<br>{t}" for m, i, lab, t in zip(lay["modality"], lay["index"], label_names, lay["texts"])]
+hover = [f"{m} · #{i} · {lab}<br>{t}"
+         for m, i, lab, t in zip(lay["modality"], lay["index"], label_names, lay["texts"])]
 pairs = np.stack([np.arange(n), n + np.arange(n)], 1) if lines else None  # image row i <-> text row n + i
 if pairs is not None and n > 1000:
     pairs = pairs[:: max(1, n // 1000)]

@@ -112,7 +112,7 @@ def demo(family: str, sample, *, key: str, drop: str | None = None) -> None:
     if pred.mask is not None:
         c2.image(viz.mask_overlay(sample.image, pred.mask, size=ui.SHOW), width="stretch", caption="its mask")
     if pred.label is not None:
-        st.metric("Answer", pred.label, f"{pred.probs[pred.label]:.0%} sure", delta_color="off")
+        st.metric("Answer", pred.label, f"{pred.probs[pred.label]:.0%} sure", delta_color="off", delta_arrow="off")
 
 
 with st.sidebar:

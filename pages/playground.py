@@ -32,7 +32,7 @@ with right:
         c2.metric("Confidence", f"{pred.probs[pred.label]:.1%}")
         if sample.label is not None:
             c3.metric("Truth", sample.label, delta="right" if sample.label == pred.label else "wrong",
-                      delta_color="normal" if sample.label == pred.label else "inverse")
+                      delta_color="green" if sample.label == pred.label else "red", delta_arrow="off")
         ui.show_figure(viz.probs_figure(pred.probs), "probabilities", key="probs")
     for head, probs in (pred.extras or {}).items():
         if isinstance(probs, dict):
@@ -65,8 +65,8 @@ if result is not None:
         st.info(result.note or f"{entry.get('strategy')} has no cross-attention: showing {result.method_used}.")
     with a2:
         heat = viz.overlay(sample.image, result.map, alpha=alpha, size=ui.SHOW)
-        ui.show_picture(heat, "attention", caption=f"{result.method_used}: {what}, layer {layer_label}, head {head_label}",
-                        key="attention")
+        caption = f"{result.method_used}: {what}, layer {layer_label}, head {head_label}"
+        ui.show_picture(heat, "attention", caption=caption, key="attention")
 
 # ---- the mask -----------------------------------------------------------------------------
 with a3:

@@ -1,13 +1,40 @@
-"""Text validation shared by every entry point."""
+"""Text validation shared by every entry point.
+
+Any Unicode is accepted. Control characters (NUL, the other C0 and C1 codes, DEL), lone
+surrogates (they cannot be written as UTF-8), bidirectional overrides and byte-order marks are
+removed; whitespace of any kind collapses to single spaces; the text is NFC-normalised and cut to
+``MAX_CHARS`` characters. Empty or whitespace-only text is refused. Tokenizers cut further to
+their own limit; ``clean_text_with_notice`` says when either cut happened, so the app and the
+demo can show it.
+"""
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Callable
 
 from mmlab.errors import InputError
 
 MAX_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_INPUT_CHARS = 50 * MAX_CHARS  # longer input is sliced before cleaning (bounded work)
+# removed outright: C0/C1 controls that are not whitespace (whitespace collapses to a space below),
+# lone surrogates, bidi embeddings/overrides/isolates, the byte-order mark
+_REMOVE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _clean(text: object, max_chars: int) -> tuple[str, int, bool]:
+    """(cleaned text cut to ``max_chars``, length of the cleaned text before the cut,
+    whether the input was longer than ``MAX_INPUT_CHARS`` and sliced first)."""
+    if text is None:
+        text = ""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    sliced = len(text) > MAX_INPUT_CHARS
+    text = _REMOVE.sub("", text[:MAX_INPUT_CHARS])
+    text = " ".join(unicodedata.normalize("NFC", text).split())
+    return text[:max_chars].rstrip(), len(text), sliced
 
 
 def clean_text(text: object, *, allow_empty: bool = False) -> str:
@@ -17,15 +44,44 @@ def clean_text(text: object, *, allow_empty: bool = False) -> str:
     whitespace-only text. Text longer than ``MAX_CHARS`` is cut; tokenizers cut further
     to their own limit.
     """
-    if text is None:
-        text = ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    if not isinstance(text, str):
-        raise InputError(f"text must be a string, got {type(text).__name__}")
-    text = unicodedata.normalize("NFC", text[: MAX_CHARS * 4])
-    text = _CONTROL.sub(" ", text)
-    text = " ".join(text.split())[:MAX_CHARS]
-    if not text and not allow_empty:
+    out, _, _ = _clean(text, MAX_CHARS)
+    if not out and not allow_empty:
         raise InputError("text is empty: type a sentence")
-    return text
+    return out
+
+
+def word_count(text: str) -> int:
+    """Tokens the word tokenizer (``mmlab.data.tokenizer``) makes of ``text`` before its cut."""
+    from mmlab.data.tokenizer import split_words
+
+    return len(split_words(text))
+
+
+def clean_text_with_notice(text: object, *, max_chars: int = MAX_CHARS, max_tokens: int | None = None,
+                           count_tokens: Callable[[str], int] | None = None,
+                           allow_empty: bool = False) -> tuple[str, str | None]:
+    """``clean_text`` that also says, in one line for a person, what was cut (None when nothing was).
+
+    ``max_chars`` (<= ``MAX_CHARS``) caps the characters; ``max_tokens`` is the encoder's limit
+    (the word tokenizer's ``max_len``, or a pretrained tokenizer's ``max_length``), counted with
+    ``count_tokens`` (default: the word tokenizer's rule, ``word_count``). The returned text is
+    cut to ``max_chars`` only; the tokenizer makes the token cut itself.
+
+    >>> clean_text_with_notice("a " * 40, max_tokens=32)[1]
+    'the model reads only the first 32 tokens of the text (it has 40); the rest is ignored'
+    """
+    if not isinstance(max_chars, int) or not 1 <= max_chars <= MAX_CHARS:
+        raise InputError(f"max_chars must be an integer in 1..{MAX_CHARS}, got {max_chars!r}")
+    out, full, sliced = _clean(text, max_chars)
+    if not out and not allow_empty:
+        raise InputError("text is empty: type a sentence")
+    notes = []
+    if full > max_chars:
+        notes.append(f"the text was cut to its first {max_chars:,} characters "
+                     f"(it has {'more than ' if sliced else ''}{full:,})")
+    if max_tokens is not None and out:
+        n = (count_tokens or word_count)(out)
+        if n > max_tokens:
+            notes.append(f"the model reads only the first {max_tokens} tokens of the text "
+                         f"(it has {n}); the rest is ignored")
+    return out, "; ".join(notes) or None

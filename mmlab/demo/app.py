@@ -38,7 +38,7 @@ CSS = """
 
 
 def build_demo(checkpoints_root: str | os.PathLike | None = None) -> gr.Blocks:
-    """The demo as a ``gr.Blocks`` (queue on, one prediction at a time per event, in order).
+    """The demo as a ``gr.Blocks`` (queue on; predictions share one slot, served in arrival order).
 
     ``checkpoints_root``: the zoo folder holding ``manifest.json`` (default: ``checkpoints/``).
     The example pictures are written to a temporary folder, removed when the process exits.
@@ -96,10 +96,10 @@ def build_demo(checkpoints_root: str | os.PathLike | None = None) -> gr.Blocks:
         # the raw payloads reach the handler: every upload goes through mmlab's validated loader
         gr.on([button.click, text.submit], answer, inputs=[image, text, checkpoint, token],
               outputs=[label, attention, mask, details, summary], api_name="predict", preprocess=False,
-              api_description="Answer one (image, sentence) pair with a zoo checkpoint.")
+              concurrency_id="predict", api_description="Answer one (image, sentence) pair with a zoo checkpoint.")
         picked.load_input_event.then(answer_sentence, inputs=[image, text, checkpoint],  # one click answers
                                      outputs=[label, attention, mask, details, summary], preprocess=False,
-                                     api_visibility="private")
+                                     concurrency_id="predict", api_visibility="private")
         gr.on([text.change, checkpoint.change], tokens, inputs=[text, checkpoint], outputs=token,
               api_visibility="private", trigger_mode="always_last", show_progress="hidden")
         demo.load(refresh, outputs=[checkpoint, warning], api_visibility="private", show_progress="hidden")

@@ -23,7 +23,8 @@ WHOLE_SENTENCE = "(whole sentence)"
 
 # jet: dark blue -> blue -> cyan -> yellow -> red -> dark red (reads well on a projector)
 _JET_STOPS = np.array([0.0, 0.125, 0.375, 0.625, 0.875, 1.0])
-_JET_RGB = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float64)
+_JET_RGB = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]],
+                    dtype=np.float64)  # (6, 3)
 
 
 def normalize(map_: np.ndarray) -> np.ndarray:

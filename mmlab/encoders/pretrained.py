@@ -233,7 +233,7 @@ def _create_timm(name: str, pretrained: bool, input_size: int, weights: Path | N
         if not pretrained:
             raise InputError(f"timm model {name!r} could not be built: {e}") from None
         where = f"from {weights}" if weights else "(no local file; a download needs internet)"
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = (str(e).splitlines() or [type(e).__name__])[0].rstrip(". ")
         raise InputError(f"pretrained weights for timm model {name!r} could not be loaded {where}: {first}. "
                          f"Set {TIMM_WEIGHTS_ENV} to a weights file or a folder holding {name}.safetensors, "
                          "or use pretrained=False") from None

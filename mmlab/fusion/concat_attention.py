@@ -30,6 +30,7 @@ class ConcatAttentionFusion(Fusion):
         self.norm_text = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, dim)
         self.to_kv = nn.Linear(dim, 2 * dim)
+        self.norm_attended = nn.LayerNorm(dim)  # both halves of the concatenation on the same scale
         self.proj = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Dropout(dropout))
 
     def forward(self, inputs: dict[str, EncoderOutput]) -> FusionOutput:
@@ -40,6 +41,6 @@ class ConcatAttentionFusion(Fusion):
         scores = (q @ k.transpose(1, 2)).squeeze(1) / self.dim ** 0.5  # (B, T)
         scores = scores.masked_fill(~text.mask, torch.finfo(scores.dtype).min)
         weights = scores.softmax(dim=-1)  # (B, T)
-        attended = (weights.unsqueeze(1) @ v).squeeze(1)  # (B, D)
+        attended = self.norm_attended((weights.unsqueeze(1) @ v).squeeze(1))  # (B, D)
         fused = self.proj(torch.cat([img, attended], dim=-1))  # (B, D)
         return FusionOutput(fused=fused, extras={"word_attention": weights})

@@ -47,14 +47,16 @@ def weighted(probs: torch.Tensor, weights: torch.Tensor, present: torch.Tensor |
 
 def product(probs: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised product (Bayesian, voters independent given the class), computed in log space.
-    Seed example: [0.21, 0.10, 0.02] / 0.33 -> [0.636, 0.303, 0.061]."""
+    Seed example: [0.21, 0.10, 0.02] / 0.33 -> [0.636, 0.303, 0.061] (the seed prints [0.66, 0.31,
+    0.03], a rounding slip)."""
     logp = probs.clamp_min(1e-12).log() * _voters(probs, present).unsqueeze(-1)  # (B, M, C)
     return logp.sum(1).softmax(dim=-1)  # (B, C)
 
 
 def maximum(probs: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     """Per-class maximum over the voters, renormalised ("optimistic").
-    Seed example: [0.7, 0.5, 0.2] / 1.4 -> [0.538, 0.385, 0.154]."""
+    Seed example: [0.7, 0.5, 0.2] / 1.4 -> [0.5, 0.357, 0.143] (the seed prints [0.538, 0.385,
+    0.154], which divides by 1.3 instead of the sum 1.4)."""
     p = (probs * _voters(probs, present).unsqueeze(-1)).amax(dim=1)  # (B, C)
     return p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -175,7 +177,7 @@ class LateMaxFusion(LateFusion):
     """Late fusion by the per-class maximum of the two classifiers' probabilities, renormalised (seed 003, strategy 5).
 
     Optimistic: each class keeps the highest probability any branch gives it ([0.7, 0.5, 0.2]
-    -> [0.538, 0.385, 0.154] after renormalising), so one confident branch is enough to carry a
+    -> [0.5, 0.357, 0.143] after renormalising), so one confident branch is enough to carry a
     class. Robust when a modality is often uninformative, but prone to false positives from an
     over-confident branch. Cost: two small classifiers. Use it when either modality alone may
     hold the decisive evidence.

@@ -23,13 +23,15 @@ class SelfAttentionBlock(nn.Module):
         self.ff = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, N, D); bias (B, H or 1, 1, N) added to every query's scores (-inf-like on padded keys)."""
         B, N, D = x.shape
         H = self.heads
         q, k, v = self.to_qkv(self.norm(x)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # 3 x (B, H, N, hs)
-        scores = (q @ k.transpose(-2, -1)) / (D // H) ** 0.5  # (B, H, N, N)
-        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        attn = scores.softmax(dim=-1)  # (B, H, N, N)
+        scores = torch.baddbmm(bias.expand(B, H, N, N).reshape(B * H, N, N),
+                               (q * (D // H) ** -0.5).reshape(B * H, N, D // H),
+                               k.reshape(B * H, N, D // H).transpose(1, 2))  # (B*H, N, N)
+        attn = scores.softmax(dim=-1).view(B, H, N, N)  # (B, H, N, N)
         out = (self.drop(attn) @ v).transpose(1, 2).reshape(B, N, D)  # (B, N, D)
         x = x + self.to_out(out)
         return x + self.ff(x), attn
@@ -60,9 +62,12 @@ class TransformerFusion(Fusion):
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.modality = nn.Parameter(torch.zeros(3, dim))  # [CLS], [IMG], [TXT]
         self.pos = nn.Embedding(max_positions, dim)
-        for p in (self.cls, self.modality, self.pos.weight):
+        nn.init.trunc_normal_(self.pos.weight, std=0.02)
+        for p in (self.cls, self.modality):
             nn.init.trunc_normal_(p, std=0.02)
         self.max_positions = max_positions
+        # per layer and head, a learned score bias for keys of each modality ([CLS], [IMG], [TXT])
+        self.modality_bias = nn.Parameter(torch.zeros(layers, heads, 3))
         self.blocks = nn.ModuleList(SelfAttentionBlock(dim, heads=heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
@@ -80,10 +85,17 @@ class TransformerFusion(Fusion):
         ], dim=1)  # (B, N, D)
         x = x + self.pos.weight[:N]
         key_mask = torch.cat([image.mask.new_ones(B, 1), image.mask, text.mask], dim=1)  # (B, N)
+        # balance: a key of a modality with n real tokens gets -log(n), so at the start every query
+        # splits its attention evenly between [CLS], the image and the words, however many patches
+        kind = torch.cat([x.new_zeros(1), x.new_ones(P), x.new_full((T,), 2)]).long()  # (N,) modality of each key
+        counts = torch.stack([key_mask.new_ones(B).float(), image.mask.sum(1).float(), text.mask.sum(1).float()], 1)
+        balance = -counts.clamp_min(1).log()[:, kind]  # (B, N)
+        balance = balance.masked_fill(~key_mask, torch.finfo(x.dtype).min)  # padded words get no attention
         attention: dict[str, torch.Tensor] = {}
         extras: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
-            x, attn = block(x, key_mask)  # attn (B, H, N, N)
+            bias = balance[:, None, None, :] + self.modality_bias[i][:, kind][None, :, None, :]  # (B, H, 1, N)
+            x, attn = block(x, bias)  # attn (B, H, N, N)
             words_to_patches = attn[:, :, 1 + P:, 1:1 + P]  # (B, H, T, P)
             attention[f"layer{i}"] = words_to_patches / words_to_patches.sum(-1, keepdim=True).clamp_min(1e-12)
             extras[f"self_attention.layer{i}"] = attn

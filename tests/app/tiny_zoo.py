@@ -33,7 +33,9 @@ def build_tiny_zoo(root: Path) -> Path:
                       classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
         result = fit(model, train, TrainConfig(epochs=1, batch_size=32, drop_text=drop_text), progress=False)
         metrics = evaluate(model, test)
-        checkpoint.save(model, root / name, meta={"name": name, "dataset": "shapes", "task": "mask", "metrics": metrics})
+        meta = {"name": name, "dataset": "shapes", "task": "mask", "metrics": metrics,
+                "train": {"drop_text": drop_text, "drop_image": 0.0}}
+        checkpoint.save(model, root / name, meta=meta)
         zoo.update_manifest({
             "name": name, "path": name, "dataset": "shapes", "task": "mask", "strategy": fusion,
             "encoders": {"image": "cnn", "text": "bigru"}, "metrics": metrics,

@@ -151,6 +151,7 @@ def test_every_ui_event_runs_through_gradio(zoo_root, classes):
     image, text = (value(v) for v in asyncio.run(run("load_example", [0])))
     assert text and image["path"].endswith(".png")
     label, attention, mask, details, _ = asyncio.run(run("answer_sentence", [image, text, "tiny"]))
+    details = details.model_dump()  # gr.JSON's payload model -> dict
     assert label["label"] in classes and Image.open(attention["path"]).size == (DISPLAY_SIDE, DISPLAY_SIDE)
     assert Image.open(mask["path"]).size == (DISPLAY_SIDE, DISPLAY_SIDE) and details["token"] == WHOLE_SENTENCE
     (menu,) = asyncio.run(run("tokens", ["the red circle", "tiny"]))

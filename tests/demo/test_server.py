@@ -7,6 +7,10 @@ import pytest
 from PIL import Image
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+pytestmark = [  # Gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 
 def _free_port() -> int:
@@ -71,6 +75,12 @@ def test_served_offline_with_one_named_endpoint(served):
     demo, client, outbound = served
     assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
     assert demo.analytics_enabled is False and demo.share is False
+    import re
+
+    import httpx
+
+    page = httpx.get(demo.local_url).text  # the browser loads nothing from outside either
+    assert "mmlab demo" in page and re.findall(r'(?:src|href)="(https?://[^"]+)"', page) == []
     assert outbound == []
 
 
@@ -119,3 +129,18 @@ def test_bad_uploads_are_errors_and_the_server_keeps_serving(served, classes, ex
     with pytest.raises(ValueError, match="maximum file size"):
         _ask(client, huge, "the red circle")
     _check(_ask(client, *examples[2]), classes)  # still serving
+
+
+def test_api_cannot_read_server_files(served, examples, tmp_path):
+    """A raw API call naming a file on the server (not uploaded) is refused, even a real picture."""
+    import httpx
+
+    demo, client, _ = served
+    picture = tmp_path / "private.png"
+    Image.open(examples[0][0]).save(picture)
+    call = f"{demo.local_url}gradio_api/call/predict"
+    for payload in ({"path": str(picture), "meta": {"_type": "gradio.FileData"}},
+                    {"path": None, "url": "http://10.255.255.1/x.png", "meta": {"_type": "gradio.FileData"}}):
+        event = httpx.post(call, json={"data": [payload, "the red circle", "tiny", None]}).json()["event_id"]
+        reply = httpx.get(f"{call}/{event}", timeout=60).text
+        assert reply.startswith("event: error") and "confidences" not in reply

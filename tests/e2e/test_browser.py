@@ -20,9 +20,9 @@ pytestmark = pytest.mark.browser
 PAGES = [
     ("", "mmlab · a lab for multimodal fusion", '[data-testid="stPageLink"]'),
     ("playground?ckpt=tiny-cross&sample=3", "Playground", '[data-testid="stMetric"]'),
-    ("compare?method=attention", "Compare strategies", '[data-testid="stMetric"]'),
+    ("compare?method=attention", "Compare strategies", '[data-testid="stImage"]'),
     ("attention?ckpt=tiny-cross&token=%231+small", "Attention inspector", '[data-testid="stImage"]'),
-    ("modality?notxt=true", "Modality lab", '[data-testid="stMetric"]'),
+    ("modality?notxt=true&abl_n=100", "Modality lab", '[data-testid="stDataFrame"]'),
     ("latent?points=100", "Latent space", ".js-plotly-plot"),
     ("train", "Train", '[data-testid="stForm"]'),
     ("learn?tab=Attention", "Learn", '[data-testid="stImage"]'),
@@ -38,7 +38,8 @@ def settle(page, timeout: float = 90.0) -> None:
     while time.monotonic() < deadline:
         busy = (page.locator('[data-testid="stStatusWidget"]').count()
                 + page.locator('[data-testid="stSpinner"]').count()
-                + page.locator('[data-testid="stSkeleton"]').count())
+                + page.locator('[data-testid="stSkeleton"]').count()
+                + page.locator('[data-testid="stProgress"]').count())
         quiet = quiet + 1 if busy == 0 else 0
         if quiet >= 3:
             return
@@ -53,8 +54,16 @@ def assert_no_exception(page, name: str) -> None:
 
 
 def shoot(page, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     ARTIFACTS.mkdir(exist_ok=True)
+    height = page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]') || document.body;
+        return Math.max(main.scrollHeight, window.innerHeight);
+    }""")
+    page.set_viewport_size({"width": 1440, "height": min(int(height) + 40, 8000)})
+    time.sleep(0.5)
     page.screenshot(path=str(ARTIFACTS / f"e2e-{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 1000})
 
 
 @pytest.fixture

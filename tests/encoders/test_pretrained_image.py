@@ -100,3 +100,13 @@ def test_timm_missing_local_weights_say_where_to_put_them(tmp_path, monkeypatch)
     monkeypatch.setenv(TIMM_WEIGHTS_ENV, str(tmp_path))
     with pytest.raises(InputError, match=TIMM_WEIGHTS_ENV):
         TimmImage("resnet18", 16, pretrained=True, input_size=64)
+
+
+def test_timm_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    monkeypatch.delenv(TIMM_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to fall back on
+    with pytest.raises(InputError, match=f"could not be loaded.*{TIMM_WEIGHTS_ENV}"):
+        TimmImage("resnet18", 16, pretrained=True, input_size=64)

@@ -1,0 +1,286 @@
+"""Every page of the app through Streamlit's AppTest, each with its main interaction.
+
+The app reads the tiny zoo (conftest: ``MMLAB_CHECKPOINTS``); state that a page keeps in the
+URL is set through ``AppTest.query_params``, as a shared link would.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def open_page(app, page: str, **query):
+    """Run the home page once (registers the pages), then open ``pages/<page>.py`` with a query string."""
+    app.run()
+    assert not app.exception, app.exception
+    app.query_params = {k: str(v) for k, v in query.items()}
+    app.switch_page(f"pages/{page}.py").run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def metrics(app) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+def image_captions(app) -> str:
+    return " ".join(c for img in app.image for c in img.captions)
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def shapes_picture(i: int = 0, size: int = 128) -> np.ndarray:
+    from mmlab.data import load_dataset
+
+    img = load_dataset("shapes", "test", n=8).images[i].transpose(1, 2, 0)  # (64, 64, 3)
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
+
+
+# ---- home -------------------------------------------------------------------------------------
+def test_home_links_every_page_and_lists_the_zoo(app):
+    app.run()
+    assert not app.exception
+    assert len(app.get("page_link")) == 8
+    table = app.dataframe[0].value
+    assert {"tiny-cross", "tiny-concat", "tiny-cross-droptext"} <= set(table["name"])
+    assert len(app.download_button) == 1  # the table as CSV
+
+
+def test_pages_say_so_when_there_is_no_checkpoint(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMLAB_CHECKPOINTS", str(tmp_path / "empty"))
+    for page in ("playground", "compare", "attention", "modality", "latent"):
+        open_page(app, page)
+        messages = " ".join(i.value for i in app.info)
+        assert "No checkpoint" in messages, page
+
+
+# ---- playground ------------------------------------------------------------------------------
+def test_playground_predicts_then_follows_the_sentence_and_the_word(app):
+    open_page(app, "playground", sample=2)
+    m = metrics(app)
+    assert {"Prediction", "Confidence", "Truth", "IoU", "Dice"} <= set(m)
+    assert 0.0 <= float(m["IoU"]) <= 1.0
+    assert len(app.get("plotly_chart")) == 1  # the probabilities
+    assert len(app.image) >= 3  # input, attention overlay, mask
+    assert app.selectbox(key="ckpt").value == "tiny-cross"
+
+    app.text_input(key="text").set_value("the large blue circle").run()
+    assert not app.exception
+    words = app.selectbox(key="token").options
+    assert words[1:] == ["#0 the", "#1 large", "#2 blue", "#3 circle"]
+
+    app.selectbox(key="token").set_value("#2 blue").run()
+    app.selectbox(key="head").set_value("1").run()
+    assert not app.exception
+    captions = image_captions(app)
+    assert "'blue'" in captions and "head 1" in captions
+    assert "Prediction" in metrics(app)
+
+
+def test_playground_state_comes_from_the_url(app):
+    open_page(app, "playground", ckpt="tiny-concat", sample=5, alpha=0.3)
+    assert app.selectbox(key="ckpt").value == "tiny-concat"
+    assert app.number_input(key="sample").value == 5
+    assert app.slider(key="alpha").value == pytest.approx(0.3)
+    # concat has no cross-attention: the page says so and shows Grad-CAM instead
+    assert any("Grad-CAM" in i.value for i in app.info)
+
+
+def test_playground_empty_sentence_shows_an_error(app):
+    open_page(app, "playground")
+    app.text_input(key="text").set_value("   ").run()
+    assert not app.exception
+    assert any("empty" in e.value for e in app.error)
+    app.text_input(key="text").set_value("the red square").run()  # and the page keeps working
+    assert not app.error and "Prediction" in metrics(app)
+
+
+def test_playground_bad_upload_shows_an_error_and_a_good_one_predicts(app):
+    open_page(app, "playground", src="your image", text="the large red circle")
+    assert len(app.file_uploader) == 1
+    app.file_uploader[0].set_value(("broken.png", b"this is not a picture", "image/png")).run()
+    assert not app.exception
+    assert any("cannot be used" in e.value for e in app.error)
+
+    app.file_uploader[0].set_value(("scene.png", png(shapes_picture()), "image/png")).run()
+    assert not app.exception and not app.error
+    m = metrics(app)
+    assert "Prediction" in m and "IoU" not in m  # no ground truth for an upload
+
+
+# ---- compare ------------------------------------------------------------------------------------
+def test_compare_shows_every_strategy_and_measures_the_test_split(app):
+    open_page(app, "compare", method="rollout", sample=1, n=50)
+    answers = [m.value for m in app.markdown if m.value.startswith("answers **")]
+    assert len(answers) == 3 and all(a.endswith(" ms") for a in answers)  # the three checkpoints side by side
+    assert "gradcam" in image_captions(app)  # concat has no attention: Grad-CAM
+    table = app.dataframe[0].value
+    assert set(table["checkpoint"]) == {"tiny-cross", "tiny-concat", "tiny-cross-droptext"}
+
+    app.toggle(key="live").set_value(True).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert "ms per pair" in table.columns and (table["ms per pair"] > 0).all()
+    assert ((table["iou"] >= 0) & (table["iou"] <= 1)).all()
+
+
+# ---- attention inspector ------------------------------------------------------------------------
+def test_attention_inspector_grid_patch_and_threshold(app):
+    open_page(app, "attention", sample=4)
+    n_images = len(app.image)
+    assert n_images >= 2 * 4 + 3  # 2 layers x 4 heads, attention / rollout / relevance, mask
+    assert "IoU" in metrics(app) and "Dice" in metrics(app)
+
+    app.selectbox(key="token").set_value(app.selectbox(key="token").options[2]).run()
+    app.slider(key="prow").set_value(3).run()
+    app.selectbox(key="msrc").set_value("relevance").run()
+    low = float(metrics(app)["IoU"])
+    app.slider(key="thr").set_value(1.0).run()
+    assert not app.exception
+    assert 0.0 <= low <= 1.0 and 0.0 <= float(metrics(app)["IoU"]) <= 1.0
+    assert any("patch (3," in str(c.proto.spec) for c in app.get("plotly_chart"))
+
+
+# ---- modality lab --------------------------------------------------------------------------------
+def test_modality_lab_drops_a_modality_and_ablates(app):
+    open_page(app, "modality", abl_n=100)
+    assert {"Both, clean", "As set"} <= set(metrics(app))
+    table = app.dataframe[0].value
+    assert {"both", "image only", "text only"} <= set(table["condition"])
+
+    app.toggle(key="notxt").set_value(True).run()
+    app.slider(key="inoise").set_value(0.5).run()
+    assert not app.exception
+    assert any("(dropped)" in m.value for m in app.markdown)
+    decided = app.dataframe[1].value["decided"]
+    assert set(decided) <= {"image", "text", "both", "either"}
+    assert app.selectbox(key="dropm").value == "tiny-cross-droptext"
+    assert app.selectbox(key="plainm").value == "tiny-cross"  # same strategy, no dropout
+
+
+# ---- latent space ---------------------------------------------------------------------------------
+def test_latent_space_projects_and_recolours(app):
+    open_page(app, "latent", points=100)
+    charts = app.get("plotly_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    names = {t.get("name") for t in spec["data"]}
+    assert "pair (image–text)" in names and {"circle", "square"} & names  # coloured by label
+    assert any("100 of 1000 pairs" in c.value for c in app.caption)
+
+    app.selectbox(key="colour").set_value("modality").run()
+    app.selectbox(key="method").set_value("tsne").run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert {"image", "text", "fused"} <= {t.get("name") for t in spec["data"]}
+
+    app.toggle(key="place").set_value(True).run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert "your pair" in {t.get("name") for t in spec["data"]}
+
+
+# ---- train --------------------------------------------------------------------------------------------
+def _wait_for_job(app, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = app.session_state["train_job"] if "train_job" in app.session_state else None
+        if job is not None and not job.running:
+            return job
+        time.sleep(1.0)
+        app.run()
+        assert not app.exception, [e.message for e in app.exception]
+    pytest.fail("training in the app did not finish in time")
+
+
+def test_train_page_trains_saves_and_every_page_can_pick_it(app, tmp_path):
+    from mmlab import ui_state
+
+    open_page(app, "train", t_n=64, t_epochs=1, t_dim=16)
+    app.text_input(key="t_name").set_value("app-trained")
+    app.button[0].click().run()  # the form's Train button
+    job = _wait_for_job(app)
+    assert job.state == "done", job.error
+    assert any("app-trained" in s.value for s in app.success)
+    assert len(job.steps) == 2 and len(job.history) == 1  # 64 pairs / batch 32, one epoch
+    names = [e["name"] for e in ui_state.all_checkpoints()[0]]
+    assert "app-trained" in names
+    app.query_params = {"ckpt": "app-trained"}
+    app.switch_page("pages/playground.py").run()
+    assert not app.exception and app.selectbox(key="ckpt").value == "app-trained"
+
+
+def test_train_cancel_saves_nothing(app):
+    from mmlab import ui_state
+
+    open_page(app, "train", t_n=1024, t_epochs=20, t_dim=16)
+    app.text_input(key="t_name").set_value("cancelled-run")
+    app.button[0].click().run()
+    assert app.session_state["train_job"].running
+    app.button(key="cancel").click().run()
+    job = _wait_for_job(app)
+    assert job.state == "cancelled"
+    assert any("cancelled" in w.value for w in app.warning)
+    assert "cancelled-run" not in [e["name"] for e in ui_state.all_checkpoints()[0]]
+
+
+def test_train_refuses_a_mask_task_without_masks(app):
+    open_page(app, "train", t_data="digits", t_task="mask")
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("no masks" in e.value for e in app.error)
+    assert "train_job" not in app.session_state
+
+
+# ---- learn -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tab, element", [("Attention", "image"), ("Missing modality", "plotly_chart"),
+                                          ("Trade-offs", "dataframe")])
+def test_learn_tabs_show_a_live_demo(app, tab, element):
+    open_page(app, "learn", tab=tab)
+    assert app.markdown, "the concept text"
+    assert len(app.image if element == "image" else app.get(element)) >= 1
+
+
+# ---- data --------------------------------------------------------------------------------------------
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_data_page_browses_a_dataset(app):
+    open_page(app, "data", data="shapes", split="val", **{"shapes-val_page": 2})
+    assert len(app.image) >= 12
+    assert any("#12" in c.value for c in app.caption)  # page 2 starts at pair 12
+    assert len(app.dataframe[0].value) == 500
+
+
+def test_data_page_validates_and_loads_your_zip(app):
+    open_page(app, "data", dtab="Your own data")
+    bad = _zip({"metadata.csv": b"file_name,text,label\nmissing.png,a red thing,red\n"})
+    app.file_uploader[0].set_value(("mine.zip", bad, "application/zip")).run()
+    assert not app.exception
+    assert any("missing.png" in e.value and "row" in e.value for e in app.error)
+
+    files = {"metadata.csv": b"file_name,text,label\n" + b"".join(
+        f"img{i}.png,shape number {i},{'a' if i % 2 else 'b'}\n".encode() for i in range(4))}
+    files.update({f"img{i}.png": png(shapes_picture(i, 64)) for i in range(4)})
+    app.file_uploader[0].set_value(("mine.zip", _zip(files), "application/zip")).run()
+    assert not app.exception and not app.error
+    assert any("Loaded 4 pairs" in s.value for s in app.success)
+    # the other pages now offer it as a dataset
+    app.switch_page("pages/playground.py").run()
+    assert not app.exception
+    assert "your data (Data page)" in app.selectbox(key="data").options

@@ -1,0 +1,160 @@
+"""The modality-drop ablation: every condition, curves that agree with the table, a decider
+that is finite, and a behavioural check on a model whose image carries no information."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmlab.ablation import ablate, to_json
+from mmlab.config import ModelConfig, TrainConfig
+from mmlab.data import load_dataset
+from mmlab.data.tokenizer import WordTokenizer
+from mmlab.errors import InputError
+from mmlab.model import Model
+from mmlab.train import fit
+
+CONDITIONS = ["both", "image only", "text only", "image noise σ=0.5", "image noise σ=1",
+              "text noise σ=0.5", "text noise σ=1"]
+
+
+def train_small(data, *, mask: bool, drop_image: float = 0.0, epochs: int = 2) -> Model:
+    torch.manual_seed(0)
+    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=mask, dim=32),
+                  classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
+    fit(model, data, TrainConfig(epochs=epochs, batch_size=32, warmup_steps=10, drop_image=drop_image, threads=1),
+        progress=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_data():
+    return load_dataset("shapes", "test", n=200)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """cross-attention, dim 32, label + mask heads, 2 epochs on 400 shapes pairs."""
+    return train_small(load_dataset("shapes", "train", n=400), mask=True)
+
+
+@pytest.fixture(scope="module")
+def result(trained, test_data):
+    return ablate(trained, test_data)
+
+
+def test_every_condition_with_both_metrics(result, test_data):
+    assert [row["condition"] for row in result["table"]] == CONDITIONS
+    assert result["metric"] == "accuracy" and result["metrics"] == ["accuracy", "iou"]
+    for row in result["table"]:
+        assert row["n"] == len(test_data)
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["iou"] <= 1.0
+    assert result["seconds"] > 0 and result["encode_seconds"] <= result["seconds"]
+    json.dumps(to_json(result))  # the CLI's --json
+
+
+def test_curves_start_at_both_and_end_at_the_other_modality_alone(result):
+    table = {row["condition"]: row for row in result["table"]}
+    for m, alone in (("image", "text only"), ("text", "image only")):
+        curve = result["curves"][m]
+        assert [r for r, _ in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
+        assert curve[0][1] == table["both"]["accuracy"]
+        assert curve[-1][1] == table[alone]["accuracy"]
+    ious = [row["iou"] for row in result["curve_table"] if row["modality"] == "text"]
+    assert ious[0] == table["both"]["iou"] and len(ious) == 5
+
+
+def test_curves_assembled_per_sample_equal_running_the_model_with_the_drop_mask(trained, test_data):
+    rates = (0.0, 0.3, 0.6)
+    data = test_data.subset(np.arange(100))
+    fast = ablate(trained, data, noise_levels=(), missing_rates=rates, seed=4)
+    slow = ablate(trained, data, noise_levels=(), missing_rates=rates, seed=4, compose_curves=False)
+    for m in ("image", "text"):
+        for (r1, v1), (r2, v2) in zip(fast["curves"][m], slow["curves"][m]):
+            assert r1 == r2 and abs(v1 - v2) <= 0.01
+    assert [row["condition"] for row in fast["table"]] == ["both", "image only", "text only"]
+
+
+def test_noise_of_zero_changes_nothing_and_noise_is_seeded(trained, test_data):
+    data = test_data.subset(np.arange(100))
+    a = ablate(trained, data, noise_levels=(0.0, 2.0), missing_rates=(0.5,), seed=1)
+    rows = {row["condition"]: row for row in a["table"]}
+    for m in ("image", "text"):
+        assert rows[f"{m} noise σ=0"]["accuracy"] == rows["both"]["accuracy"]
+        assert rows[f"{m} noise σ=0"]["iou"] == pytest.approx(rows["both"]["iou"], abs=1e-6)
+    b = ablate(trained, data, noise_levels=(0.0, 2.0), missing_rates=(0.5,), seed=1)
+    assert [r["accuracy"] for r in a["table"]] == [r["accuracy"] for r in b["table"]]
+    assert a["curves"] == b["curves"]
+
+
+def test_decider_is_finite_and_consistent(result, test_data):
+    d = result["decider"]
+    n = len(test_data)
+    for m in ("image", "text"):
+        assert d["delta"][m].shape == (n,) and np.isfinite(d["delta"][m]).all()
+        assert np.all(np.abs(d["delta"][m]) <= 1.0)
+        assert d["flip"][m].shape == (n,)
+    assert set(d["decided"]) <= {"image", "text", "both", "either"}
+    assert sum(d["counts"].values()) == n
+    # "either" means neither removal flips the prediction or moves its probability by the threshold
+    either = d["decided"] == "either"
+    change = d["thresholds"]["change"]
+    for m in ("image", "text"):
+        assert np.all(np.abs(d["delta"][m][either]) < change) and not d["flip"][m][either].any()
+    # a single decider is the modality whose removal moved the probability most
+    img = d["decided"] == "image"
+    assert np.all(np.abs(d["delta"]["image"][img]) >= np.abs(d["delta"]["text"][img]))
+    # the predicted class's probability is the largest of 4, so at least 1/4
+    assert np.all((d["prob"] >= 0.25 - 1e-6) & (d["prob"] <= 1 + 1e-6))
+    np.testing.assert_array_equal(d["label"], test_data.targets["label"])
+
+
+def test_a_model_whose_image_is_blank_is_decided_by_its_text(test_data):
+    """Every image blank: with the text dropped all inputs are identical, so the "image only"
+    accuracy cannot beat the largest class share; the text names the shape, so removing it
+    must move the predictions more than removing the (uninformative) image."""
+    train = load_dataset("shapes", "train", n=400).subset(np.arange(400))
+    train.images[:] = 0
+    test = test_data.subset(np.arange(len(test_data)))
+    test.images[:] = 0
+    model = train_small(train, mask=False, drop_image=0.5, epochs=3)
+    r = ablate(model, test, noise_levels=(), missing_rates=(0.0, 1.0))
+    rows = {row["condition"]: row for row in r["table"]}
+    majority = np.bincount(test.targets["label"]).max() / len(test)
+    assert rows["image only"]["accuracy"] <= majority + 1e-9
+    assert rows["text only"]["accuracy"] >= rows["image only"]["accuracy"] + 0.2
+    d = r["decider"]
+    assert np.abs(d["delta"]["text"]).mean() > np.abs(d["delta"]["image"]).mean()
+    assert d["counts"]["text"] > d["counts"]["image"]
+
+
+def test_mask_only_model_uses_iou(test_data):
+    torch.manual_seed(0)
+    model = Model(ModelConfig(fusion="cross_attention", targets={}, mask=True, dim=32), classes={},
+                  tokenizer=WordTokenizer.fit(test_data.texts).to_json())
+    small = test_data.subset(np.arange(40))
+    r = ablate(model, small, noise_levels=(1.0,), missing_rates=(0.0, 0.5))
+    assert r["metric"] == "iou" and r["metrics"] == ["iou"]
+    assert "accuracy" not in r["table"][0]
+    assert r["curves"]["image"][0][1] == r["table"][0]["iou"]
+    for m in ("image", "text"):
+        delta = r["decider"]["delta"][m]
+        assert np.isfinite(delta).all() and np.all((delta >= 0) & (delta <= 1))
+
+
+def test_bad_input_raises_input_error(trained, test_data):
+    with pytest.raises(InputError, match="missing rates"):
+        ablate(trained, test_data, missing_rates=(0.0, 1.5))
+    with pytest.raises(InputError, match="noise"):
+        ablate(trained, test_data, noise_levels=(-1.0,))
+    with pytest.raises(InputError, match="empty"):
+        ablate(trained, test_data.subset(np.arange(0)))
+
+
+def test_ablation_leaves_the_model_in_its_training_mode(trained, test_data):
+    trained.train()
+    ablate(trained, test_data.subset(np.arange(20)), noise_levels=(), missing_rates=(0.0,))
+    assert trained.training
+    trained.eval()
