@@ -41,6 +41,9 @@ def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
     """Write ``model`` to the folder ``path`` atomically. ``meta`` (JSON-able) is merged into config.json."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*"):  # temporary folders of an interrupted save
+        if stale.is_dir() and not stale.name.endswith(".old"):
+            shutil.rmtree(stale, ignore_errors=True)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -72,9 +75,21 @@ def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
     return path
 
 
+def _recover(path: Path) -> Path:
+    """If a save was killed between moving the old folder aside and renaming the new one in,
+    put the old folder back, so nothing is lost."""
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        try:
+            old.rename(path)
+        except OSError:
+            return old
+    return path
+
+
 def read_config(path: str | os.PathLike) -> dict:
     """Validate a checkpoint folder and return its config.json, or raise ``InputError``."""
-    path = Path(path)
+    path = _recover(Path(path))
     if path.is_file() and path.name == CONFIG:
         path = path.parent
     if path.is_file():
@@ -96,25 +111,46 @@ def read_config(path: str | os.PathLike) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{path}: not an mmlab checkpoint (config.json has no format {FORMAT!r})")
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format version {version!r} is not supported "
                          f"(this mmlab reads up to {FORMAT_VERSION})")
     return config
 
 
+def validate_config(cfg: ModelConfig) -> None:
+    """Refuse configs that would build a broken or absurd model."""
+    if not isinstance(cfg.dim, int) or not 4 <= cfg.dim <= 4096:
+        raise InputError(f"model dim must be an integer in [4, 4096], got {cfg.dim!r}")
+    if not isinstance(cfg.image_size, int) or not 8 <= cfg.image_size <= 1024:
+        raise InputError(f"image_size must be an integer in [8, 1024], got {cfg.image_size!r}")
+    if not isinstance(cfg.targets, dict) or not all(isinstance(n, int) and 1 <= n <= 100_000
+                                                    for n in cfg.targets.values()):
+        raise InputError("targets must map names to class counts >= 1")
+    if not isinstance(cfg.fusion_options, dict):
+        raise InputError("fusion_options must be an object")
+    if cfg.missing not in ("zeros", "learned", "impute"):
+        raise InputError(f"missing must be zeros, learned or impute; got {cfg.missing!r}")
+
+
 def load(path: str | os.PathLike, *, with_extras: bool = False):
     """Load a checkpoint folder into a ready ``Model`` in eval mode (``InputError`` if it is not one)."""
-    path = Path(path)
+    path = _recover(Path(path))
     config = read_config(path)
     if path.is_file():
         path = path.parent
     try:
+        if not isinstance(config.get("model"), dict) or not isinstance(config.get("classes", {}), dict):
+            raise InputError("config.json 'model' and 'classes' must be objects")
         cfg = from_dict(ModelConfig, config["model"])
+        validate_config(cfg)
         classes = {str(k): [str(c) for c in v] for k, v in config.get("classes", {}).items()}
+        for t, n in cfg.targets.items():
+            if len(classes.get(t, [])) != n:
+                raise InputError(f"target {t!r} has {n} classes but {len(classes.get(t, []))} class names")
         model = Model(cfg, classes=classes, tokenizer=config.get("tokenizer"))
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError, AssertionError) as e:
+    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError, AttributeError) as e:
         raise InputError(f"{path}: checkpoint config does not describe a model ({e})") from None
     try:
         tensors = load_file(str(path / WEIGHTS))

@@ -81,7 +81,7 @@ def cmd_train(args) -> int:
     model, tcfg, train, val = build_for_training(args)
     out = Path(args.out or f"runs/{args.name or args.dataset + '-' + args.fusion}")
     name = args.name or out.name
-    start_epoch, opt_state = 0, None
+    start_epoch, opt_state, earlier_history, earlier_seconds = 0, None, [], 0.0
     resume_dir = out.with_name(out.name + ".resume")
     if args.resume and resume_dir.is_dir():
         from mmlab.checkpoint import load as load_ckpt
@@ -89,16 +89,23 @@ def cmd_train(args) -> int:
         resumed, extras = load_ckpt(resume_dir, with_extras=True)
         model.load_state_dict(resumed.state_dict())
         start_epoch = int(resumed.meta.get("epoch", 0))
+        earlier_history = list(resumed.meta.get("history", []))
+        earlier_seconds = float(resumed.meta.get("seconds", 0.0))
         opt_state = _unflatten_optimizer(extras, resumed.meta.get("optimizer"))
         print(f"resuming {name} from epoch {start_epoch}", file=sys.stderr)
 
+    t_start = time.perf_counter()
+
     def save_resume(epoch, m, opt):  # atomic per-epoch checkpoint an interrupted run resumes from
         flat, layout = _flatten_optimizer(opt.state_dict())
-        checkpoint.save(m, resume_dir, meta={"epoch": epoch, "optimizer": layout, "train": asdict(tcfg)},
-                        extra_tensors=flat)
+        seconds = earlier_seconds + time.perf_counter() - t_start
+        checkpoint.save(m, resume_dir, meta={"epoch": epoch, "optimizer": layout, "train": asdict(tcfg),
+                                             "seconds": seconds}, extra_tensors=flat)
 
     result = fit(model, train, tcfg, val=val, progress=not args.quiet, on_epoch_checkpoint=save_resume,
                  start_epoch=start_epoch, optimizer_state=opt_state)
+    result.history = earlier_history + result.history
+    result.seconds += earlier_seconds
     data_opts = data_options(args.data_opt)
     test = load_dataset(args.dataset, "test", seed=args.data_seed, **data_opts)
     metrics = evaluate(model, test)
@@ -187,8 +194,9 @@ def cmd_predict(args) -> int:
             Image.fromarray((m * 255).astype(np.uint8)).save(args.mask_out)
     if pred.attention:
         out["attention"] = {k: list(v.shape) for k, v in pred.attention.items()}
-    if pred.extras:
-        out["extras"] = {k: (v if isinstance(v, dict) else np.asarray(v).round(4).tolist()) for k, v in pred.extras.items()}
+    if pred.extras:  # small side outputs only (gates, unimodal probabilities); full maps stay in Python
+        out["extras"] = {k: (v if isinstance(v, dict) else np.asarray(v).round(4).tolist())
+                         for k, v in pred.extras.items() if isinstance(v, dict) or np.asarray(v).size <= 64}
     if args.json:
         print(json.dumps(out))
     else:

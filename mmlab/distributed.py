@@ -83,6 +83,14 @@ class Context:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.cpu().tolist()
 
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP does so before
+        each forward; after an epoch's last step each rank still holds its own update, so this
+        makes every rank's model the same again before validation and saving."""
+        if self.active:
+            for buf in model.buffers():
+                dist.broadcast(buf.data, src=0)
+
     def any(self, flag: bool) -> bool:
         """True when ``flag`` is True on any rank (a callback's stop request stops every rank)."""
         return bool(self.all_sum([float(bool(flag))])[0] > 0) if self.active else bool(flag)

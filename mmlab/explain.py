@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from mmlab.data.images import ImageLike
 from mmlab.data.text import clean_text
 from mmlab.errors import InputError
 from mmlab.metrics import mask_dice, mask_iou
+
+if TYPE_CHECKING:
+    from mmlab.model import Model
 
 METHODS = ("attention", "rollout", "relevance", "gradcam")
 SELF_ATTENTION = "self_attention:"  # extras key prefix of joint self-attention maps (B, H, N, N)
@@ -90,7 +93,7 @@ def _grid(enc, num_patches: int) -> tuple[int, int]:
     return side, side
 
 
-def _run(model, image: ImageLike, text: str, drop) -> _Run:
+def _run(model: Model, image: ImageLike, text: str, drop) -> _Run:
     """One forward pass on one pair, inside whatever grad mode the caller set."""
     text = clean_text(text)
     x = model.preprocess([image])  # (1, 3, S, S)
@@ -201,7 +204,7 @@ def _to_grid(rows: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
 
 
 # ---- the maps ---------------------------------------------------------------------------
-def attention_maps(model, image: ImageLike, text: str, *, drop=None) -> dict[str, np.ndarray]:
+def attention_maps(model: Model, image: ImageLike, text: str, *, drop=None) -> dict[str, np.ndarray]:
     """Raw text-token -> image-patch attention per layer: ``{"layer{l}": (H, T, h, w)}``.
 
     Each row (head, token) is a softmax over patches and sums to 1. Empty dict for
@@ -210,7 +213,7 @@ def attention_maps(model, image: ImageLike, text: str, *, drop=None) -> dict[str
     return model.predict(image, text, drop=drop).attention or {}
 
 
-def rollout(model, image: ImageLike, text: str, *, drop=None, residual: float = 0.5) -> np.ndarray:
+def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: float = 0.5) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020) from each text token to the image patches: (T, h, w).
 
     Rollout multiplies head-averaged attention through the layers, with the residual
@@ -261,7 +264,7 @@ def rollout(model, image: ImageLike, text: str, *, drop=None, residual: float = 
     return _to_grid(rows, run.grid)
 
 
-def relevance(model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
+def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
     """Gradient-weighted attention relevance (Chefer et al. 2021) of each text token for each
     image patch: (T, h, w), non-negative.
 
@@ -277,6 +280,8 @@ def relevance(model, image: ImageLike, text: str, *, target=None, drop=None) -> 
     layer, and the answer is its text rows / image columns.
 
     target: None, a class index or name of the primary target, ``"head:class"``, or ``"mask"``.
+    The map explains the model's decision, not the truth: where a short-trained model's
+    predicted mask misses the object, the mask target's relevance follows the prediction.
     """
     with _with_grad(model):
         run = _run(model, image, text, drop)
@@ -302,7 +307,7 @@ def relevance(model, image: ImageLike, text: str, *, target=None, drop=None) -> 
     return _to_grid(rows, run.grid)
 
 
-def grad_cam(model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
+def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) over the image encoder's patch tokens: (h, w), >= 0.
 
     Channel weights are the gradients of the target score w.r.t. the patch tokens (1, P, D)
@@ -365,7 +370,7 @@ def _pick_attention(maps: dict[str, np.ndarray], layer, head) -> np.ndarray:
     return stack[:, int(head)].mean(0)
 
 
-def explain(model, image: ImageLike, text: str, method: str = "attention", *, token: int | None = None,
+def explain(model: Model, image: ImageLike, text: str, method: str = "attention", *, token: int | None = None,
             layer: int | str | None = None, head: int | None = None, target=None, drop=None) -> ExplainResult:
     """One (h, w) map in [0, 1] for the app's overlay.
 

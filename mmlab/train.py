@@ -178,9 +178,8 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
         t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    for _ in range(start_epoch * steps_per_epoch):
-        sched.step()
+    offset = start_epoch * steps_per_epoch  # a resumed run continues the schedule where it stopped
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s + offset))
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(start_epoch):  # replay the permutations so a resumed run sees the same batches
         torch.randperm(prepared.n, generator=gen)
@@ -223,6 +222,7 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
             if ctx.any(any(cb.on_step(step, total, {"loss": step_loss, "epoch": epoch}) for cb in callbacks)):
                 result.stopped = True
                 break
+        ctx.sync_buffers(model)  # data-parallel: every rank ends the epoch with rank 0's model
         logs = {"epoch": epoch + 1, "loss": running / max(seen, 1), "seconds": time.perf_counter() - t0}
         if val is not None and not result.stopped:
             logs.update({f"val_{k}": v for k, v in evaluate(model, val).items() if isinstance(v, float)})

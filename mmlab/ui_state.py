@@ -3,12 +3,12 @@
 - where checkpoints live: the shipped zoo (``$MMLAB_CHECKPOINTS`` or ``checkpoints/``) and
   the models a user trained in the app (``$MMLAB_USER_CHECKPOINTS`` or ``runs/app/``), read
   at call time so a test can point the app at its own folders;
-- reading values from the URL query string with a fallback (``query_int``, ``query_choice``);
 - the numbers the seeds published, shown beside ours on the Compare page;
 - ``TrainJob``: a training run in a background thread with progress, live curves and a
   cancel flag (the Train page keeps one per session in ``st.session_state``).
 
-Nothing here imports Streamlit: the pages are thin over these functions.
+Nothing here imports Streamlit: the pages are thin over these functions. (Page state in the URL
+needs no helper here: the pages bind their widgets with Streamlit's ``bind="query-params"``.)
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,36 +65,12 @@ def all_checkpoints() -> tuple[list[dict], list[str]]:
     return entries, problems
 
 
-def find_checkpoint(name: str | None, entries: list[dict]) -> dict | None:
-    """The entry called ``name``, or None."""
-    return next((e for e in entries if e["name"] == name), None)
-
-
 def checkpoint_label(entry: dict) -> str:
     """One line naming a checkpoint for a picker: name, strategy, its headline metric."""
     metrics = entry.get("metrics") or {}
     best = next((f"{k} {metrics[k]:.2f}" for k in ("iou", "accuracy") if isinstance(metrics.get(k), float)), "")
     mine = " · yours" if entry.get("source") == "yours" else ""
     return f"{entry['name']} — {entry.get('strategy', '?')}{', ' + best if best else ''}{mine}"
-
-
-# ---- query string ---------------------------------------------------------------------------
-def query_int(params: Mapping[str, str], key: str, default: int, *, lo: int, hi: int) -> int:
-    """An integer from the query string, clamped to [lo, hi]; ``default`` when absent or not a number."""
-    raw = params.get(key)
-    try:
-        value = int(str(raw))
-    except (TypeError, ValueError):
-        return default
-    return max(lo, min(hi, value))
-
-
-def query_choice(params: Mapping[str, str], key: str, options: list[str], default: str | None = None) -> str | None:
-    """A value from the query string if it is one of ``options``, else ``default`` (or the first option)."""
-    raw = params.get(key)
-    if raw in options:
-        return raw
-    return default if default is not None else (options[0] if options else None)
 
 
 # ---- the seeds' published numbers (each on the seed's own data, not ours) -------------------

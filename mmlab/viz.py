@@ -120,12 +120,6 @@ def mask_overlay(image, mask: np.ndarray | None, *, truth: np.ndarray | None = N
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def binary_mask_image(mask: np.ndarray, *, size: int = 256) -> np.ndarray:
-    """A binary (H, W) mask as a black / white picture (size, size, 3)."""
-    m = (np.asarray(mask) > 0.5).astype(np.uint8) * 255
-    return resize(np.repeat(m[..., None], 3, axis=-1), size)
-
-
 def noisy_image(image, std: float, *, seed: int = 0) -> np.ndarray:
     """The picture with Gaussian pixel noise of ``std`` (in [0, 1] units) added: (H, W, 3) uint8."""
     if std < 0:

@@ -60,6 +60,10 @@ def _load_cached(directory: str, mtime: float):
 def load_model(name_or_dir: str, path: str | os.PathLike | None = None):
     """Load a shipped checkpoint by manifest name, or any checkpoint folder; cached per process."""
     d = Path(name_or_dir)
+    if d.is_file():  # a file is never a checkpoint folder: let the loader refuse it clearly
+        from mmlab.checkpoint import load
+
+        return load(d)
     if not d.is_dir():
         d = Path(find(name_or_dir, path)["dir"])
     cfg = d / "config.json"

@@ -8,7 +8,6 @@ predictions, maps and tables with ``st.cache_data``.
 """
 from __future__ import annotations
 
-import io
 import time
 from typing import NamedTuple
 
@@ -280,10 +279,14 @@ def ensure_router() -> None:
     of a fresh server is a page's own URL (a shared link such as ``/playground?ckpt=...``), the
     page file runs without the router (plain sidebar, narrow layout) and the server stays in that
     mode. Switching the mode off and rerunning lets ``app.py`` route the same URL.
+
+    Not under ``AppTest``: it resets that mode before every run, so each run would rerun once
+    and drop the run's button clicks; there the page files run directly, which is what they test.
     """
+    from streamlit import config
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -292,9 +295,3 @@ def page_header(title: str, intro: str) -> None:
     ensure_router()
     st.title(title)
     st.caption(intro)
-
-
-def csv_bytes(df) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode()

@@ -53,6 +53,7 @@ if answers:
     ui.show_figure(viz.grouped_probs_figure(answers, title="Class probabilities per checkpoint"),
                    "compare-probabilities", key="probs")
 
+cards: list = []  # (map overlay, mask overlay) per checkpoint, for one PNG of the whole comparison
 per_row = min(3, max(1, len(runs)))
 for start in range(0, len(runs), per_row):
     cols = st.columns(per_row)
@@ -64,15 +65,22 @@ for start in range(0, len(runs), per_row):
             result = ui.explain_entry(e, sample, method)
             if result is not None:
                 note = " (no attention: Grad-CAM)" if result.method_used != method else ""
-                st.image(viz.overlay(sample.image, result.map, size=ui.SHOW), width="stretch",
-                         caption=f"{result.method_used}{note}")
+                heat = viz.overlay(sample.image, result.map, size=ui.SHOW)
+                cards.append(heat)
+                st.image(heat, width="stretch", caption=f"{result.method_used}{note}")
             if pred.mask is not None:
                 truth = None
                 if sample.truth is not None:
                     truth = viz.resize_map(sample.truth.astype(np.float32), pred.mask.shape, smooth=False) > 0.5
-                st.image(viz.mask_overlay(sample.image, pred.mask, truth=truth, size=ui.SHOW), width="stretch",
+                masked = viz.mask_overlay(sample.image, pred.mask, truth=truth, size=ui.SHOW)
+                cards.append(masked)
+                st.image(masked, width="stretch",
                          caption="mask" + (f" · IoU {float(mask_iou(pred.mask >= 0.5, truth)[0]):.3f}"
                                            if truth is not None else ""))
+if cards and len(cards) % max(1, len(runs)) == 0:  # one row per checkpoint: its map, its mask
+    sheet = viz.png_bytes(viz.montage(cards, columns=len(cards) // len(runs)))
+    st.download_button("Download the pictures (PNG, one row per checkpoint)", sheet, file_name="compare-pictures.png",
+                       mime="image/png", key="cards-png", on_click="ignore", icon=":material/download:")
 
 # ---- the test split ---------------------------------------------------------------------------
 st.subheader("On the test split")

@@ -90,7 +90,9 @@ def strategies_table(family: str) -> None:
 
     rows = [{"strategy": n, "what it does": describe(n)} for n, cls in REGISTRY.items() if cls.family == family]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        table = pd.DataFrame(rows)
+        st.dataframe(table, hide_index=True)
+        ui.download_table(table, f"{family}-strategies", key=f"{family}-csv")
 
 
 def demo(family: str, sample, *, key: str, drop: str | None = None) -> None:

@@ -55,8 +55,13 @@ with right:
                        "modality-one-pair", key="onepair")
     if clean.mask is not None and moved.mask is not None:
         m1, m2 = st.columns(2)
-        m1.image(viz.mask_overlay(sample.image, clean.mask, size=ui.SHOW), caption="mask, both clean", width="stretch")
-        m2.image(viz.mask_overlay(sample.image, moved.mask, size=ui.SHOW), caption="mask, as set", width="stretch")
+        pictures = [viz.mask_overlay(sample.image, clean.mask, size=ui.SHOW),
+                    viz.mask_overlay(sample.image, moved.mask, size=ui.SHOW)]
+        m1.image(pictures[0], caption="mask, both clean", width="stretch")
+        m2.image(pictures[1], caption="mask, as set", width="stretch")
+        st.download_button("Both masks (PNG)", viz.png_bytes(viz.montage(pictures, columns=2)),
+                           file_name="modality-masks.png", mime="image/png", key="masks-png", on_click="ignore",
+                           icon=":material/download:")
 
 # ---- a test split ---------------------------------------------------------------------------------
 st.subheader("Over a test split")

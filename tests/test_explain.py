@@ -343,7 +343,11 @@ def test_relevance_of_a_trained_model_lands_on_the_named_object():
     torch.manual_seed(0)
     model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
                   classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
-    fit(model, train, TrainConfig(epochs=2, batch_size=16, warmup_steps=5), progress=False)
+    threads = torch.get_num_threads()
+    try:  # one thread: on a shared, loaded CPU more threads only spin against each other
+        fit(model, train, TrainConfig(epochs=2, batch_size=16, warmup_steps=5, threads=1), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     inside, outside = {"relevance": [], "attention": []}, {"relevance": [], "attention": []}
     for i in range(len(test)):
         image, text = test.images[i].transpose(1, 2, 0), test.texts[i]

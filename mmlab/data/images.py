@@ -36,14 +36,13 @@ ImageLike = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 # Image.open is called with warnings turned into errors; catch_warnings swaps process-wide state,
 # so mmlab's own threads take turns (opening only parses the header: it is quick).
 _OPEN_LOCK = threading.Lock()
-# formats Pillow knows by a magic prefix that are not images or not plugins: named in refusals
-_OTHER_MAGIC = ((b"%PDF", "PDF"), (b"PK\x03\x04", "a zip archive"), (b"\x7fELF", "an ELF executable"),
-                (b"MZ", "a Windows executable"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%!PS", "EPS"))
-
+# refused by magic bytes, named in the refusal: files that are no pictures, and EPS in both its forms
+_NOT_PICTURES = ((b"PK\x03\x04", "a zip archive"), (b"\x7fELF", "an ELF executable"), (b"MZ", "a Windows executable"))
+_OTHER_FORMATS = ((b"%PDF", "PDF"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%!PS", "EPS"))
 
 def _one_line(value: object, limit: int = 160) -> str:
-    """``value`` as text on one line (exception messages and file names may hold newlines)."""
-    text = " ".join(str(value).split())
+    """``value`` as printable text on one line (exception messages and file names may hold newlines)."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(str(value).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -57,23 +56,25 @@ def _check_size(w: int, h: int) -> None:
         raise InputError(f"image aspect ratio {w}x{h} is too extreme (limit {MAX_ASPECT:.0f}:1)")
 
 
-def _sniff(data: bytes) -> str | None:
-    """The name of a known but refused format, from magic bytes only (nothing is parsed)."""
+def _sniff(data: bytes) -> str:
+    """Why ``data`` is refused when no allowed format reads it, from magic bytes only (nothing is parsed)."""
     head = data[:32]
-    for magic, name in _OTHER_MAGIC:
+    allowed = ", ".join(ALLOWED_FORMATS)
+    for magic, what in _NOT_PICTURES:
         if head.startswith(magic):
-            return name
+            return f"not an image: the data looks like {what} (allowed formats: {allowed})"
+    known = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
     Image.init()
     for fmt, (_, accept) in Image.OPEN.items():
-        if fmt in ALLOWED_FORMATS or accept is None:
+        if known or fmt in ALLOWED_FORMATS or accept is None:
             continue
         try:
-            if accept(head):
-                return fmt
+            known = fmt if accept(head) else None
         except Exception:  # noqa: BLE001 - a plugin's prefix check failing means "not this one"
             continue
-    return None
-
+    if known:
+        return f"image format {known} not allowed (allowed: {allowed})"
+    return f"not a readable image (allowed formats: {allowed})"
 
 def _read(source: ImageLike) -> bytes:
     """The bytes of a path, bytes-like object or binary file object, at most ``MAX_BYTES``."""
@@ -89,8 +90,12 @@ def _read(source: ImageLike) -> bytes:
             if size > MAX_BYTES:
                 raise InputError(f"image file too large: {size:,} bytes (limit {MAX_BYTES:,})")
             return path.read_bytes()
+        except InputError:
+            raise
         except OSError as e:
             raise InputError(f"cannot read image {shown}: {_one_line(e.strerror or e)}") from None
+        except ValueError:  # a NUL byte in the path
+            raise InputError(f"not a valid image path: {shown!r}") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
@@ -124,10 +129,7 @@ def _open(source: ImageLike) -> Image.Image:
         raise InputError(f"image too large: its header declares more than {MAX_PIXELS:,} pixels "
                          "(decompression bomb refused)") from None
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, and any parser failure, is bad input
-        known = _sniff(data)
-        if known is not None:
-            raise InputError(f"image format {known} not allowed (allowed: {', '.join(ALLOWED_FORMATS)})") from None
-        raise InputError(f"not a readable image (allowed formats: {', '.join(ALLOWED_FORMATS)})") from None
+        raise InputError(_sniff(data)) from None
     if img.format not in ALLOWED_FORMATS:  # defensive: a plugin may report a sub-format
         raise InputError(f"image format {img.format} not allowed (allowed: {', '.join(ALLOWED_FORMATS)})")
     _check_size(*img.size)

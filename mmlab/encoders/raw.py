@@ -58,7 +58,8 @@ class RawText(nn.Module):
     def __init__(self, cfg: ModelConfig, tokenizer: dict | None):
         super().__init__()
         if not tokenizer or tokenizer.get("kind") != "word":
-            raise InputError("early fusion reads raw word embeddings and needs a word vocabulary (fit on the training texts)")
+            raise InputError("early fusion reads raw word embeddings and needs a word vocabulary "
+                             "(fit on the training texts)")
         self.tokenizer = WordTokenizer(tokenizer["vocab"], max_len=tokenizer.get("max_len", 32))
         self.dim = cfg.dim
         self.embed = nn.Embedding(len(self.tokenizer.vocab), cfg.dim, padding_idx=0)

@@ -30,8 +30,10 @@ class BidirectionalCrossAttentionFusion(Fusion):
     def __init__(self, dim: int, *, num_classes: int | None = None, heads: int = 4, layers: int = 2,
                  dropout: float = 0.0):
         super().__init__(dim, num_classes=num_classes)
-        self.text_to_image = nn.ModuleList(CrossAttentionBlock(dim, heads=heads, dropout=dropout) for _ in range(layers))
-        self.image_to_text = nn.ModuleList(CrossAttentionBlock(dim, heads=heads, dropout=dropout) for _ in range(layers))
+        def blocks() -> nn.ModuleList:
+            return nn.ModuleList(CrossAttentionBlock(dim, heads=heads, dropout=dropout) for _ in range(layers))
+
+        self.text_to_image, self.image_to_text = blocks(), blocks()
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU())
 

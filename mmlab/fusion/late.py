@@ -146,7 +146,8 @@ class LateWeightedFusion(LateFusion):
         else:
             fixed = torch.as_tensor([float(x) for x in weights])
             if fixed.shape != (len(MODALITIES),) or bool((fixed < 0).any()) or float(fixed.sum()) <= 0:
-                raise InputError(f"late_weighted weights must be two non-negative numbers (image, text), got {weights!r}")
+                raise InputError(f"late_weighted weights must be two non-negative numbers (image, text), "
+                                 f"got {weights!r}")
             self.register_buffer("fixed", fixed / fixed.sum())
 
     def modality_weights(self) -> torch.Tensor:

@@ -43,11 +43,13 @@ class TransformerFusion(Fusion):
     Both modalities become tokens of a single sequence, marked by a learned modality embedding
     ([IMG] or [TXT]) and a position embedding over the whole sequence; self-attention then lets
     every patch and every word attend to every other, so the model learns how to combine the
-    modalities with no hand-written rule, and the [CLS] output is the fused vector. The image
-    patch outputs stay on the grid for the mask decoder. ``attention["layer{i}"]`` is the
+    modalities with no hand-written rule, and the [CLS] output is the fused vector. So that a
+    few words are not drowned by hundreds of patches, each key is biased by -log(number of
+    tokens of its modality) plus a learned per-head modality bias. The image patch outputs stay
+    on the grid for the mask decoder. ``attention["layer{i}"]`` is the
     word -> patch block of layer i's attention, renormalised over the patches (B, H, T, P); the
     full (B, H, N, N) maps, sequence order [CLS, patches, words], are in
-    ``extras["self_attention.layer{i}"]`` for rollout. Cost: O((1 + P + T)^2) per layer and
+    ``extras["self_attention:layer{i}"]`` for rollout. Cost: O((1 + P + T)^2) per layer and
     head, the most of the catalogue; it needs careful tuning and more data, but it is the
     unified, state-of-the-art design. Use it when rich interactions in both directions matter.
     """
@@ -62,8 +64,7 @@ class TransformerFusion(Fusion):
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.modality = nn.Parameter(torch.zeros(3, dim))  # [CLS], [IMG], [TXT]
         self.pos = nn.Embedding(max_positions, dim)
-        nn.init.trunc_normal_(self.pos.weight, std=0.02)
-        for p in (self.cls, self.modality):
+        for p in (self.cls, self.modality, self.pos.weight):
             nn.init.trunc_normal_(p, std=0.02)
         self.max_positions = max_positions
         # per layer and head, a learned score bias for keys of each modality ([CLS], [IMG], [TXT])
@@ -88,7 +89,7 @@ class TransformerFusion(Fusion):
         # balance: a key of a modality with n real tokens gets -log(n), so at the start every query
         # splits its attention evenly between [CLS], the image and the words, however many patches
         kind = torch.cat([x.new_zeros(1), x.new_ones(P), x.new_full((T,), 2)]).long()  # (N,) modality of each key
-        counts = torch.stack([key_mask.new_ones(B).float(), image.mask.sum(1).float(), text.mask.sum(1).float()], 1)
+        counts = torch.stack([key_mask.new_ones(B), image.mask.sum(1), text.mask.sum(1)], 1).to(x.dtype)  # (B, 3)
         balance = -counts.clamp_min(1).log()[:, kind]  # (B, N)
         balance = balance.masked_fill(~key_mask, torch.finfo(x.dtype).min)  # padded words get no attention
         attention: dict[str, torch.Tensor] = {}
@@ -98,6 +99,6 @@ class TransformerFusion(Fusion):
             x, attn = block(x, bias)  # attn (B, H, N, N)
             words_to_patches = attn[:, :, 1 + P:, 1:1 + P]  # (B, H, T, P)
             attention[f"layer{i}"] = words_to_patches / words_to_patches.sum(-1, keepdim=True).clamp_min(1e-12)
-            extras[f"self_attention.layer{i}"] = attn
+            extras[f"self_attention:layer{i}"] = attn
         x = self.norm(x)
         return FusionOutput(fused=x[:, 0], tokens=x[:, 1:1 + P], attention=attention, extras=extras)

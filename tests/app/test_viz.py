@@ -113,14 +113,6 @@ def test_curves_and_grouped_bars_figures_serialise():
 
 
 # ---- ui_state -------------------------------------------------------------------------------------
-def test_query_helpers_fall_back_on_bad_values():
-    assert ui_state.query_int({"n": "7"}, "n", 3, lo=0, hi=5) == 5
-    assert ui_state.query_int({"n": "x"}, "n", 3, lo=0, hi=5) == 3
-    assert ui_state.query_int({}, "n", 3, lo=0, hi=5) == 3
-    assert ui_state.query_choice({"m": "tsne"}, "m", ["pca", "tsne"]) == "tsne"
-    assert ui_state.query_choice({"m": "evil"}, "m", ["pca", "tsne"]) == "pca"
-
-
 def test_checkpoint_roots_follow_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MMLAB_CHECKPOINTS", str(tmp_path / "zoo"))
     monkeypatch.setenv("MMLAB_USER_CHECKPOINTS", str(tmp_path / "mine"))
@@ -143,7 +135,7 @@ def test_all_checkpoints_merges_zoo_and_yours(tiny_zoo, tmp_path, monkeypatch):
     entries, _ = ui_state.all_checkpoints()
     names = [e["name"] for e in entries]
     assert "tiny-cross" in names and "tiny-cross (yours)" in names
-    assert ui_state.find_checkpoint("tiny-cross (yours)", entries)["source"] == "yours"
+    assert next(e for e in entries if e["name"] == "tiny-cross (yours)")["source"] == "yours"
 
 
 def test_train_argv_is_a_valid_mmlab_train_line_and_refuses_bad_requests():

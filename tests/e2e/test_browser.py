@@ -79,8 +79,7 @@ def test_every_page_renders_without_exception(server, page, path, title, element
     name = path.split("?")[0] or "home"
     page.goto(f"{server}/{path}", wait_until="domcontentloaded")
     page.get_by_role("heading", name=title).first.wait_for(timeout=90_000)
-    settle(page)
-    page.wait_for_selector(element, timeout=60_000)
+    page.wait_for_selector(element, timeout=90_000)
     settle(page)
     shoot(page, name)
     assert_no_exception(page, name)

@@ -105,7 +105,7 @@ def test_bidirectional_returns_image_to_text_maps_without_padding():
 
 def test_transformer_returns_full_self_attention_for_rollout():
     out = build("transformer")(encoder_outputs())
-    full = out.extras["self_attention.layer0"]
+    full = out.extras["self_attention:layer0"]
     N = 1 + P + T
     assert full.shape[0] == B and full.shape[2:] == (N, N)
     assert torch.allclose(full.sum(-1), torch.ones(full.shape[:3]), atol=1e-4)

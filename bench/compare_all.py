@@ -1,0 +1,115 @@
+"""Compare-all: every zoo checkpoint over 1,000 test pairs, seconds (issue 7 target: <= 5 s).
+
+Each checkpoint runs ``mmlab.evaluate.predict_dataset`` (batched, ``torch.inference_mode``) over
+the first ``--pairs`` pairs of its dataset's test split, three ways:
+
+- cold: the first call in this process (``Prepared``: resize, tokenize, and for frozen encoders
+  their features from the on-disk cache, or computed when the cache is empty);
+- warm: a second call (frozen features now come from the in-memory cache);
+- prepared: a third call reusing the ``Prepared`` of the first (pure batched inference, what a
+  page that keeps its prepared split pays).
+
+Loading the checkpoints and the data is timed apart. With an empty zoo, untrained shapes models
+of every registered strategy stand in (reported as such).
+
+    python bench/compare_all.py [--quick] [--pairs 1000] [--batch-size 256] [--fresh-cache]
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import _common as C
+
+
+def _models(args) -> list[tuple[str, object, dict | None, str]]:
+    """[(name, model, entry or None, source)], loaded (timed by the caller)."""
+    from mmlab import fusion
+
+    entries = C.zoo_entries()
+    if args.quick:
+        entries = entries[:2]
+    if entries:
+        return [(e["name"], C.load_entry(e), e, f"checkpoint {e['name']}") for e in entries]
+    strategies = ["concat", "cross_attention"] if args.quick else fusion.available()
+    out = []
+    for s in strategies:
+        model, source = C.untrained(s, dim=32 if args.quick else 64)
+        out.append((f"untrained-{s}", model, None, source))
+    return out
+
+
+def _predict(model, data, device, batch_size: int, prepared=None):
+    from mmlab.evaluate import predict_dataset
+
+    with C.amp(device):
+        return C.timed(lambda: predict_dataset(model, data, batch_size=batch_size, prepared=prepared), device)
+
+
+def bench_one(name: str, model, entry, source: str, args, device, datasets: dict) -> dict:
+    import torch
+
+    key_name, options = C.model_dataset(model, entry)
+    key = (key_name, tuple(sorted(options.items())))
+    t0 = time.perf_counter()
+    if key not in datasets:
+        datasets[key] = C.test_split(key_name, args.pairs, options)
+    data, data_s = datasets[key], time.perf_counter() - t0
+    run_on = device
+    note = None
+    model = C.on_device(model.eval(), device)
+    try:
+        cold_s, out = _predict(model, data, device, args.batch_size)
+    except (RuntimeError, TypeError) as e:  # predict_dataset returns numpy: CUDA tensors need .cpu() there
+        if device.type == "cpu":
+            raise
+        note = f"ran on CPU: predict_dataset failed on {device} ({type(e).__name__}: {str(e)[:160]})"
+        run_on = torch.device("cpu")
+        model = model.cpu()
+        cold_s, out = _predict(model, data, run_on, args.batch_size)
+    warm_s, _ = _predict(model, data, run_on, args.batch_size)
+    reuse_s, _ = _predict(model, data, run_on, args.batch_size, prepared=out["prepared"])
+    row = {"name": name, "source": source, "strategy": model.cfg.fusion, "dataset": key_name,
+           "encoders": {"image": model.cfg.image_encoder, "text": model.cfg.text_encoder},
+           "pairs": len(data), "data_seconds": C.rounded(data_s), "cold_seconds": C.rounded(cold_s),
+           "warm_seconds": C.rounded(warm_s), "prepared_seconds": C.rounded(reuse_s), "device": str(run_on)}
+    if note:
+        row["note"] = note
+    return row
+
+
+def main() -> None:
+    p = C.parser(__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=None, help="test pairs per checkpoint (default 1000; 64 with --quick)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--fresh-cache", action="store_true",
+                   help="point MMLAB_CACHE at an empty folder, so cold includes computing frozen features")
+    args = p.parse_args()
+    args.pairs = args.pairs or (64 if args.quick else 1000)
+    if args.fresh_cache:
+        os.environ["MMLAB_CACHE"] = tempfile.mkdtemp(prefix="mmlab-bench-cache-")
+    device = C.setup(args)
+    t0 = time.perf_counter()
+    models = _models(args)
+    load_s = time.perf_counter() - t0
+    rows, datasets = [], {}
+    for name, model, entry, source in models:
+        C.log(f"compare_all: {name}")
+        rows.append({"name": name, **C.run_guarded(
+            lambda: bench_one(name, model, entry, source, args, device, datasets))})
+    ok = [r for r in rows if "error" not in r]
+    totals = {k: C.rounded(sum(r[k] for r in ok)) for k in ("cold_seconds", "warm_seconds", "prepared_seconds",
+                                                              "data_seconds")}
+    C.emit("compare_all", args, device, {
+        "what": "predict_dataset of every zoo checkpoint over the first N test pairs of its dataset",
+        "zoo": C.zoo_root(), "cache": os.environ.get("MMLAB_CACHE", "~/.cache/mmlab"),
+        "pairs": args.pairs, "batch_size": args.batch_size, "checkpoints": len(models),
+        "trained": any(e is not None for _, _, e, _ in models), "load_seconds": C.rounded(load_s),
+        "total": totals, "target_seconds": 5.0,
+        "meets_target": bool(ok) and totals["warm_seconds"] <= 5.0, "models": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()
