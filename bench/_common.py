@@ -68,7 +68,8 @@ def machine(device=None) -> dict[str, Any]:
         "cuda_available": cuda,
         "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
         "device": str(device) if device is not None else ("cuda" if cuda else "cpu"),
-        "mixed_precision": "bf16 autocast" if device is not None and device.type == "cuda" else None,
+        "mixed_precision": ("bf16 autocast" if _AMP["on"] else _AMP["note"])
+        if device is not None and device.type == "cuda" else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
@@ -95,13 +96,33 @@ def log(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+_AMP = {"on": True, "note": None}
+
+
 def amp(device):
-    """bf16 autocast on CUDA; nothing on the CPU."""
+    """bf16 autocast on CUDA (unless ``with_amp_fallback`` switched it off); nothing on the CPU."""
     import torch
 
-    if device is not None and device.type == "cuda":
+    if device is not None and device.type == "cuda" and _AMP["on"]:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def with_amp_fallback(fn: Callable[[], Any], device) -> Any:
+    """``fn()``; on CUDA, if it fails under bf16 autocast, switch autocast off for the rest of the
+    run, note why (``amp_note()``) and call ``fn()`` again in full precision."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - retried once without autocast, else raised
+        if device is None or device.type != "cuda" or not _AMP["on"]:
+            raise
+        _AMP.update(on=False, note=f"bf16 autocast failed ({type(e).__name__}: {str(e)[:200]}); ran in float32")
+        log(_AMP["note"])
+        return fn()
+
+
+def amp_note() -> str | None:
+    return _AMP["note"]
 
 
 def sync(device) -> None:

@@ -170,7 +170,7 @@ def main() -> None:
     cold = C.run_guarded(lambda: cold_start(args))
     C.log("app: playground (AppTest)")
     play = C.run_guarded(lambda: playground(args))
-    C.emit("app", args, device, {
+    C.emit("app_timing", args, device, {
         "what": "streamlit run app.py to the first rendered home page; AppTest Playground response to a new sentence",
         "zoo": C.zoo_root(), "cold_start": cold, "playground": play,
     })

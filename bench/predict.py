@@ -30,7 +30,8 @@ def bench_strategy(strategy: str, entries: list[dict], args, device) -> dict:
     name, options = C.model_dataset(model, entry)
     data = C.test_split(name, 4, options)
     image, text = np.ascontiguousarray(data.images[0].transpose(1, 2, 0)), data.texts[0]  # (S, S, 3) uint8
-    first_s, pred = C.timed(lambda: C.predict_pair(model, image, text, device), device)
+    first_s, pred = C.with_amp_fallback(lambda: C.timed(lambda: C.predict_pair(model, image, text, device), device),
+                                        device)
     for _ in range(args.warmup):
         C.predict_pair(model, image, text, device)
     times = [C.timed(lambda: C.predict_pair(model, image, text, device), device)[0] for _ in range(args.reps)]

@@ -89,8 +89,12 @@ def _fit(model, data, cfg, device, amp: bool, callbacks=()):
     from mmlab.train import fit
 
     model = C.on_device(model, device)
-    with (C.amp(device) if amp else contextlib.nullcontext()):
-        return fit(model, data, cfg, callbacks=callbacks, progress=False)
+
+    def run():
+        with (C.amp(device) if amp else contextlib.nullcontext()):
+            return fit(model, data, cfg, callbacks=callbacks, progress=False)
+
+    return C.with_amp_fallback(run, device)
 
 
 def time_to_iou(args, device) -> dict:

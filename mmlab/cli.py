@@ -96,14 +96,18 @@ def cmd_train(args) -> int:
 
     t_start = time.perf_counter()
 
-    def save_resume(epoch, m, opt):  # atomic per-epoch checkpoint an interrupted run resumes from
+    def save_resume(epoch, m, opt, history):  # atomic per-epoch checkpoint an interrupted run resumes from
         flat, layout = _flatten_optimizer(opt.state_dict())
         seconds = earlier_seconds + time.perf_counter() - t_start
         checkpoint.save(m, resume_dir, meta={"epoch": epoch, "optimizer": layout, "train": asdict(tcfg),
-                                             "seconds": seconds}, extra_tensors=flat)
+                                             "seconds": seconds, "history": earlier_history + history}, extra_tensors=flat)
 
     result = fit(model, train, tcfg, val=val, progress=not args.quiet, on_epoch_checkpoint=save_resume,
                  start_epoch=start_epoch, optimizer_state=opt_state)
+    from mmlab import distributed
+
+    if not distributed.is_main():  # data-parallel (torchrun): rank 0 alone evaluates, saves and prints
+        return 0
     result.history = earlier_history + result.history
     result.seconds += earlier_seconds
     data_opts = data_options(args.data_opt)
@@ -232,6 +236,21 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from mmlab.bench import run_all
+
+    result = run_all(quick=args.quick, only=args.only.split(",") if args.only else None, timeout=args.timeout,
+                     on_start=lambda n: print(f"bench: {n}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name in result["benchmarks"]:
+            print(f"{name}: ok")
+        for name, why in result["failed"].items():
+            print(f"{name}: FAILED {why}")
+    return 1 if result["failed"] else 0
+
+
 def cmd_datasets(args) -> int:
     from mmlab.data import describe_all
 
@@ -357,6 +376,13 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--per-sample", action="store_true", help="include the per-sample decider lists")
     ab.add_argument("--json", action="store_true")
     ab.set_defaults(func=cmd_ablate)
+
+    b = sub.add_parser("bench", help="run the benchmarks in bench/ and merge their JSON")
+    b.add_argument("--quick", action="store_true", help="tiny sizes: checks the scripts work")
+    b.add_argument("--only", help="comma-separated benchmark names")
+    b.add_argument("--timeout", type=float, default=None, help="seconds per benchmark")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("datasets", help="list the datasets with their sizes")
     d.add_argument("--json", action="store_true")

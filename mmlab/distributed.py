@@ -78,7 +78,7 @@ class Context:
         """Sum of ``values`` over every rank (the values themselves when single)."""
         if not self.active:
             return list(values)
-        device = self.device if self.backend == "nccl" else torch.device("cpu")
+        device = self.device if "nccl" in (self.backend or "") and self.device is not None else torch.device("cpu")
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.cpu().tolist()
@@ -140,8 +140,8 @@ def default_backend() -> str:
 def _context_of_group() -> Context:
     rank, world = dist.get_rank(), dist.get_world_size()
     local = _env_int("LOCAL_RANK", rank)
-    backend = str(dist.get_backend())
-    device = torch.device("cuda", local) if backend == "nccl" else None
+    backend = str(dist.get_backend())  # "gloo", "nccl", or e.g. "cpu:gloo,cuda:nccl"
+    device = torch.device("cuda", local) if "nccl" in backend else None
     return Context(rank=rank, world=world, local_rank=local, device=device, backend=backend)
 
 

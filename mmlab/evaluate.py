@@ -30,9 +30,9 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
         emb["text"].append(out.encoded["text"].pooled.float())
         emb["fused"].append(out.fusion.fused.float())
     return {
-        "probs": {t: torch.cat(v).numpy() for t, v in probs.items() if v},
-        "mask": torch.cat(masks).numpy() if masks else None,
-        "embeddings": {k: torch.cat(v).numpy() for k, v in emb.items()},
+        "probs": {t: torch.cat(v).cpu().numpy() for t, v in probs.items() if v},
+        "mask": torch.cat(masks).cpu().numpy() if masks else None,
+        "embeddings": {k: torch.cat(v).cpu().numpy() for k, v in emb.items()},
         "prepared": prepared,
     }
 

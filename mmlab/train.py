@@ -114,8 +114,15 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
         total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, target)
     for name, value in (out.fusion.extras or {}).items():
         if name.startswith("branch_logits:") and model.primary is not None:
-            # late fusion: each unimodal branch is trained on the primary target by its own CE
-            total = total + losses.cross_entropy(value, prepared.targets[model.primary][idx].to(value.device))
+            # late fusion: each unimodal branch is trained on the primary target by its own CE,
+            # on the samples where its modality is present (not on the stand-in features)
+            y = prepared.targets[model.primary][idx].to(value.device)
+            ce = torch.nn.functional.cross_entropy(value, y, reduction="none")  # (B,)
+            present = out.encoded[name.split(":", 1)[1]].present
+            if present is None:
+                total = total + ce.mean()
+            else:
+                total = total + (ce * present.to(ce.dtype)).sum() / present.sum().clamp_min(1)
         elif name == "aux_loss":  # a strategy's own regulariser (imputation, ...)
             total = total + value.mean()
     return total
@@ -134,7 +141,7 @@ def sample_drop(B: int, cfg: TrainConfig, gen: torch.Generator) -> dict[str, tor
 def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | None = None,
         callbacks: tuple[Callback, ...] = (), progress: bool = True, on_epoch_checkpoint=None,
         start_epoch: int = 0, optimizer_state: dict | None = None) -> FitResult:
-    """Train ``model`` on ``data``. ``on_epoch_checkpoint(epoch, model, optimizer)`` is called after
+    """Train ``model`` on ``data``. ``on_epoch_checkpoint(epoch, model, optimizer, history)`` is called after
     every epoch (the CLI writes a resumable checkpoint there).
 
     Launched by torchrun (``WORLD_SIZE`` > 1), or inside a process group made beforehand, the same
@@ -228,7 +235,7 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
             logs.update({f"val_{k}": v for k, v in evaluate(model, val).items() if isinstance(v, float)})
         result.history.append(logs)
         if on_epoch_checkpoint is not None and not result.stopped and ctx.is_main:
-            on_epoch_checkpoint(epoch + 1, model, opt)
+            on_epoch_checkpoint(epoch + 1, model, opt, result.history)
         if result.stopped or ctx.any(any(cb.on_epoch_end(epoch + 1, logs) for cb in callbacks)):
             result.stopped = True
             break

@@ -104,6 +104,7 @@ def measure(model_dir: str, mtime: float, dataset: str, n: int) -> dict:
 live = st.toggle("Measure here (otherwise: the numbers recorded in the manifest)", key="live", bind="query-params")
 n = st.slider("Test pairs", 50, 1000, 200, 50, key="n", bind="query-params", disabled=not live)
 rows = []
+latency = {e["name"]: ms for e, _, ms in runs}
 progress = st.progress(0.0, text="measuring…") if live else None
 for i, e in enumerate(picked):
     metrics = dict(e.get("metrics") or {})
@@ -116,6 +117,7 @@ for i, e in enumerate(picked):
     row = {"checkpoint": e["name"], "strategy": e.get("strategy"), "task": e.get("task")}
     row.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     row["parameters"] = e.get("parameters")
+    row["ms (one pair)"] = round(latency[e["name"]], 2) if e["name"] in latency else None
     published = ui_state.published_for(e)
     if published:
         row[f"seed's {published['metric']}"] = published["value"]

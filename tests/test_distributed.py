@@ -69,7 +69,7 @@ def train(out, rank_files):
     without_batch_statistics(model)
     init = {k: v.clone() for k, v in model.state_dict().items()}
 
-    def on_epoch_checkpoint(epoch, m, opt):  # must run on rank 0 only
+    def on_epoch_checkpoint(epoch, m, opt, history):  # must run on rank 0 only
         rank = distributed.env_world()[0]
         open(f"{rank_files}/epoch{epoch}-rank{rank}", "w").close()
 

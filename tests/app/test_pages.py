@@ -126,6 +126,8 @@ def test_compare_shows_every_strategy_and_measures_the_test_split(app):
     assert "gradcam" in image_captions(app)  # concat has no attention: Grad-CAM
     table = app.dataframe[0].value
     assert set(table["checkpoint"]) == {"tiny-cross", "tiny-concat", "tiny-cross-droptext"}
+    assert (table["ms (one pair)"] > 0).all() and (table["parameters"] > 0).all()
+    assert table.loc[table["strategy"] == "cross_attention", "seed's iou"].eq(0.9617).all()
 
     app.toggle(key="live").set_value(True).run()
     assert not app.exception

@@ -117,7 +117,7 @@ def test_a_cancelled_run_leaves_the_earlier_checkpoint_intact(small, tmp_path):
     before = _state(model)
     saved = []
 
-    def on_epoch(epoch, m, opt):  # what a caller saving every epoch would do
+    def on_epoch(epoch, m, opt, history):  # what a caller saving every epoch would do
         checkpoint.save(m, ck, meta={"epoch": epoch})
         saved.append((epoch, _state(m)))
 
