@@ -140,7 +140,7 @@ def load(path: str | os.PathLike, *, with_extras: bool = False):
         path = path.parent
     try:
         if not isinstance(config.get("model"), dict) or not isinstance(config.get("classes", {}), dict):
-            raise InputError("config.json 'model' and 'classes' must be objects")
+            raise InputError("config.json 'model' must be a ModelConfig object and 'classes' an object")
         cfg = from_dict(ModelConfig, config["model"])
         validate_config(cfg)
         classes = {str(k): [str(c) for c in v] for k, v in config.get("classes", {}).items()}

@@ -15,9 +15,11 @@ from PIL import Image
 
 from mmlab.errors import InputError
 
-# "inferno"-like ramp: black -> purple -> red -> orange -> pale yellow (reads on a projector)
-_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-_RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
+# jet: dark blue -> blue -> cyan -> yellow -> red -> dark red. Its hot end stands out on the
+# saturated colours of the shapes scenes better than inferno's orange does (and matches the demo).
+_STOPS = np.array([0.0, 0.125, 0.375, 0.625, 0.875, 1.0])
+_RAMP = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]],
+                 dtype=np.float64)
 MASK_RGB = (0, 190, 255)
 TRUTH_RGB = (60, 255, 60)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -72,7 +74,7 @@ def normalize(map_: np.ndarray) -> np.ndarray:
 
 
 def colorize(map_: np.ndarray) -> np.ndarray:
-    """(h, w) values in [0, 1] -> (h, w, 3) uint8 on a dark-to-bright ramp."""
+    """(h, w) values in [0, 1] -> (h, w, 3) uint8 on the jet ramp (0 dark blue, 1 dark red)."""
     m = np.clip(np.nan_to_num(np.asarray(map_, dtype=np.float64)), 0.0, 1.0)
     channels = [np.interp(m, _STOPS, _RAMP[:, c]) for c in range(3)]
     return np.stack(channels, axis=-1).round().astype(np.uint8)
@@ -81,13 +83,15 @@ def colorize(map_: np.ndarray) -> np.ndarray:
 def overlay(image, heat: np.ndarray, *, alpha: float = 0.6, size: int = 256, normalise: bool = True) -> np.ndarray:
     """Blend a heat map (h, w) over a picture, both shown at (size, size): (size, size, 3) uint8.
 
-    The picture is enlarged with nearest pixels, the map bilinearly (patch grid -> pixels);
-    each pixel mixes in the map's colour in proportion to ``alpha * heat``, so what the model
-    ignores stays visible as the picture itself.
+    The picture is enlarged with nearest pixels and half desaturated (so the map's colours read
+    on any scene), the map bilinearly (patch grid -> pixels); each pixel mixes in the map's
+    colour in proportion to ``alpha * heat``, so what the model ignores stays visible as the
+    picture itself.
     """
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be in [0, 1], got {alpha}")
     base = resize(to_rgb(image), size).astype(np.float64)
+    base = 0.5 * base + 0.5 * base.mean(-1, keepdims=True)  # half desaturated
     h = resize_map(normalize(heat) if normalise else np.clip(heat, 0, 1), size)
     w = (alpha * h)[..., None]  # (size, size, 1)
     out = base * (1 - w) + colorize(h).astype(np.float64) * w
@@ -192,6 +196,9 @@ def curves_figure(x: Sequence[float], series: Mapping[str, Sequence[float]], *, 
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
     fig.update_layout(title=title or None, xaxis_title=x_title, yaxis_title=y_title, height=320,
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10), legend=dict(orientation="h", y=-0.3))
+    xs = list(x)
+    if xs and len(xs) <= 20 and all(float(v).is_integer() for v in xs):
+        fig.update_xaxes(dtick=1)  # whole epochs, not 1.5
     return fig
 
 
@@ -200,7 +207,7 @@ def heatmap_figure(map_: np.ndarray, *, title: str = "", mark: tuple[int, int] |
     """An (h, w) map as an interactive heatmap (row 0 on top); ``mark`` (row, col) draws a box."""
     go = _go()
     m = np.asarray(map_, dtype=np.float64)
-    fig = go.Figure(go.Heatmap(z=m, colorscale="Inferno", zmin=0, zmax=zmax if zmax is not None else float(m.max()),
+    fig = go.Figure(go.Heatmap(z=m, colorscale="Jet", zmin=0, zmax=zmax if zmax is not None else float(m.max()),
                                hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
     if mark is not None:
         r, c = mark

@@ -19,7 +19,8 @@ if not entries:
     ui.no_checkpoint_message()
     st.stop()
 datasets = list(dict.fromkeys(e.get("dataset") for e in entries))
-dataset_name = st.sidebar.selectbox("Checkpoints trained on", datasets, key="zoo", bind="query-params")
+dataset_name = st.sidebar.selectbox("Checkpoints trained on", datasets, key="zoo", bind="query-params",
+                                    index=datasets.index("shapes") if "shapes" in datasets else 0)
 pool = [e for e in entries if e.get("dataset") == dataset_name]
 names = [e["name"] for e in pool]
 chosen = st.sidebar.multiselect("Strategies", names, default=names[:6], key="pick", bind="query-params")

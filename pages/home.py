@@ -45,6 +45,8 @@ if entries:
              "parameters": e.get("parameters"), "train s": e.get("train_seconds"), "source": e.get("source")}
             for e in entries]
     df = pd.DataFrame(rows)
+    first = ["name", "dataset", "task", "strategy", "accuracy", "macro_f1", "iou", "dice"]
+    df = df[[c for c in first if c in df.columns] + [c for c in df.columns if c not in first]]
     st.dataframe(df, hide_index=True)
     ui.download_table(df, "mmlab-checkpoints", key="home-csv")
 else:

@@ -90,14 +90,21 @@ def strategies_table(family: str) -> None:
 
     rows = [{"strategy": n, "what it does": describe(n)} for n, cls in REGISTRY.items() if cls.family == family]
     if rows:
-        table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True)
-        ui.download_table(table, f"{family}-strategies", key=f"{family}-csv")
+        st.markdown("**In mmlab:**")
+        for row in rows:
+            first = row["what it does"].split(". ")[0].rstrip(".")
+            st.markdown(f"- `{row['strategy']}`: {first}.", help=row["what it does"])
+        ui.download_table(pd.DataFrame(rows), f"{family}-strategies", key=f"{family}-csv")
+
+
+def matching_first(entries: list[dict], sample) -> list[dict]:
+    """Checkpoints trained on the sample's dataset first (a shapes model answers a shapes scene)."""
+    return sorted(entries, key=lambda e: e.get("dataset") != sample.dataset)
 
 
 def demo(family: str, sample, *, key: str, drop: str | None = None) -> None:
     """The sample through a zoo checkpoint of this family: answer, map and mask."""
-    pool = [e for e in ui.checkpoints() if family_of(e.get("strategy", "")) == family]
+    pool = matching_first([e for e in ui.checkpoints() if family_of(e.get("strategy", "")) == family], sample)
     if not pool:
         st.info(f"No {family}-fusion checkpoint in the zoo yet: train one on the **Train** page.")
         return
@@ -144,7 +151,7 @@ if tabs[4].open:
             st.markdown(CONCEPTS["missing"])
         with live:
             st.markdown("#### Live: take a modality away")
-            pool = ui.checkpoints()
+            pool = matching_first(ui.checkpoints(), sample)
             if not pool:
                 ui.no_checkpoint_message()
             else:

@@ -19,7 +19,9 @@ ui.page_header("Train", "Train a model here, on this machine's CPU. The small CN
 def show_progress(job: ui_state.TrainJob) -> None:
     """Progress bar, live loss and metric curves of a job."""
     done = len(job.steps)
-    st.progress(job.progress, text=f"{job.state}: step {done} of {job.total_steps or '…'}")
+    text = (f"{job.state}: step {done} of {job.total_steps}" if job.total_steps
+            else f"{job.state}: preparing the data and the model…")
+    st.progress(job.progress, text=text)
     c1, c2 = st.columns(2)
     if job.steps:
         steps, losses = zip(*job.steps)

@@ -24,7 +24,7 @@ def test_to_rgb_accepts_chw_hwc_grey_float_and_pil():
 
 
 def test_overlay_leaves_cold_pixels_alone_and_colours_hot_ones():
-    image = np.full((4, 4, 3), 100, np.uint8)
+    image = np.full((4, 4, 3), 100, np.uint8)  # grey: desaturating changes nothing
     heat = np.zeros((2, 2))
     heat[0, 0] = 1.0
     out = viz.overlay(image, heat, alpha=1.0, size=8)
@@ -32,13 +32,16 @@ def test_overlay_leaves_cold_pixels_alone_and_colours_hot_ones():
     assert out[7, 7].tolist() == [100, 100, 100]  # heat 0: the picture itself
     assert out[0, 0].tolist() == viz.colorize(np.ones((1, 1)))[0, 0].tolist()  # heat 1, alpha 1: the ramp's top
     assert viz.overlay(image, heat, alpha=0.0, size=8).tolist() == viz.resize(image, 8).tolist()
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 200
+    assert viz.overlay(red, heat, alpha=0.0, size=4)[3, 3].tolist() == [133, 33, 33]  # half desaturated
     with pytest.raises(InputError):
         viz.overlay(image, heat, alpha=1.5)
 
 
 def test_colorize_ends_of_the_ramp():
     c = viz.colorize(np.array([[0.0, 1.0, -3.0, 9.0]]))
-    assert c[0, 0].tolist() == [0, 0, 4] and c[0, 1].tolist() == [252, 255, 164]
+    assert c[0, 0].tolist() == [0, 0, 128] and c[0, 1].tolist() == [128, 0, 0]
     assert c[0, 2].tolist() == c[0, 0].tolist() and c[0, 3].tolist() == c[0, 1].tolist()  # clipped
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = [
-    ("playground", "playground?sample=7&token=%232+red"),
-    ("compare", "compare?sample=7&method=attention"),
-    ("attention", "attention?sample=7&token=%232+red&thr=0.6"),
-    ("modality", "modality?sample=7&notxt=true&abl_n=200"),
+SHOTS = [  # sample 10 of the shapes test split: "the large red diamond left of the red circle"
+    ("playground", "playground?sample=10&token=%233+diamond"),
+    ("compare", "compare?sample=10&method=attention"),
+    ("attention", "attention?sample=10&token=%233+diamond&thr=0.5&msrc=relevance"),
+    ("modality", "modality?sample=10&notxt=true&abl_n=200"),
     ("latent", "latent?points=500&colour=label"),
-    ("train", "train"),
-    ("learn", "learn?tab=Attention&sample=7"),
+    ("train", "train?t_n=256&t_epochs=3&t_dim=32"),  # trains a small model first (a few minutes)
+    ("learn", "learn?tab=Attention&sample=10"),
     ("data", "data"),
     ("home", ""),
 ]
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MMLAB_CHECKPOINTS": str(Path(args.checkpoints).resolve())}
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="mmlab-screenshots-")  # the model the Train shot trains goes here
+    env = {**os.environ, "MMLAB_CHECKPOINTS": str(Path(args.checkpoints).resolve()),
+           "MMLAB_USER_CHECKPOINTS": scratch}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
                                str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 page.goto(f"{url}/{path}", wait_until="domcontentloaded")
                 page.wait_for_selector("h1", timeout=180_000)  # the script ran (before: the bare pages/ list)
                 settle(page)
+                if name == "train":  # show a finished run: curves, metrics, the saved checkpoint
+                    page.get_by_role("button", name="Train").click()
+                    page.get_by_text("Saved checkpoint").wait_for(timeout=900_000)
                 height = page.evaluate("() => (document.querySelector('[data-testid=\"stMain\"]')"
                                        " || document.body).scrollHeight")
                 page.set_viewport_size({"width": args.width, "height": min(int(height) + 20, 4000)})

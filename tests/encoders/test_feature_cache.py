@@ -51,7 +51,9 @@ def test_second_call_is_a_cache_hit(model, data, feature_cache, monkeypatch):
 
 def test_cached_features_equal_direct_extraction(model, prepared):
     direct = model.image_encoder.extract(prepared.images[:3].float() / 255)
-    assert torch.equal(prepared.features["image"]["feats"][:3], direct["feats"])
+    # same values; not bitwise, since batch size and thread count change the float kernels
+    torch.testing.assert_close(prepared.features["image"]["feats"][:3].float(), direct["feats"].float(),
+                               atol=2e-2, rtol=1e-2)
 
 
 def test_text_features_are_padded_to_the_dataset_max(model, prepared):
