@@ -185,5 +185,13 @@ class Model(nn.Module):
         return Prediction(label=label, probs=probs, mask=mask, attention=attention, embeddings=emb,
                           tokens=tokens, extras=extras or None)
 
+    def text_notice(self, text: str) -> str | None:
+        """One line for a person when the text is longer than this model reads (else None)."""
+        from mmlab.data.text import clean_text_with_notice
+
+        enc = self.text_encoder
+        limit = getattr(getattr(enc, "tokenizer", None), "max_len", None) or getattr(enc, "max_length", None)
+        return clean_text_with_notice(text, max_tokens=limit, allow_empty=True)[1]
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -214,10 +214,13 @@ def predict_entry(entry: dict, sample: Sample, drop: str | None = None):
     """Prediction for a sample with a checkpoint entry; None after showing the error."""
     try:
         pred, _ = predict(entry["dir"], _mtime(entry), sample.image, sample.text, drop)
-        return pred
     except InputError as e:
         st.error(f"{e}")
         return None
+    notice = _load_model(entry["dir"], _mtime(entry)).text_notice(sample.text)
+    if notice:
+        st.info(notice[0].upper() + notice[1:] + ".")
+    return pred
 
 
 @st.cache_data(show_spinner="Computing the map…", max_entries=256)

@@ -126,6 +126,9 @@ def _answer(image, text, checkpoint, token, root):
     pred = model.predict(picture, text)
     shown = display_image(picture)  # (H, W, 3)
     notes: list[str] = []
+    notice = model.text_notice(text)
+    if notice:
+        notes.append(notice[0].upper() + notice[1:] + ".")
     att_img = att_map = mask_img = None
     if pred.attention:
         att_map = attention_map(pred.attention, pred.tokens, token)  # (h, w) in [0, 1]

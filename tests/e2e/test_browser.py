@@ -41,7 +41,7 @@ def settle(page, timeout: float = 90.0) -> None:
                 + page.locator('[data-testid="stSkeleton"]').count()
                 + page.locator('[data-testid="stProgress"]').count())
         quiet = quiet + 1 if busy == 0 else 0
-        if quiet >= 3:
+        if quiet >= 2:
             return
         time.sleep(0.5)
     raise AssertionError(f"{page.url} was still running after {timeout:.0f} s")
