@@ -156,9 +156,10 @@ def _unflatten_optimizer(flat: dict, layout: dict | None):
     return {"param_groups": layout["param_groups"], "state": state}
 
 
-def cmd_eval(args) -> int:
+def _model_and_split(args):
+    """The checkpoint and the split to score it on: its own dataset (with the options it was trained
+    with) unless --dataset names another; --seed regenerates generated sets."""
     from mmlab.data import load_dataset
-    from mmlab.evaluate import evaluate
 
     model = _resolve(args.checkpoint)
     name = args.dataset or model.meta.get("dataset")
@@ -166,7 +167,13 @@ def cmd_eval(args) -> int:
         raise InputError("the checkpoint names no dataset: pass --dataset")
     opts = dict(model.meta.get("data_options") or {}) if name == model.meta.get("dataset") else {}
     opts.update(data_options(args.data_opt))
-    data = load_dataset(name, args.split, seed=args.seed, **opts)
+    return model, name, load_dataset(name, args.split, seed=args.seed, **opts)
+
+
+def cmd_eval(args) -> int:
+    from mmlab.evaluate import evaluate
+
+    model, name, data = _model_and_split(args)
     t0 = time.perf_counter()
     metrics = evaluate(model, data, drop=None if args.drop == "none" else args.drop)
     metrics.update({"dataset": name, "split": args.split, "seed": args.seed, "drop": args.drop,
@@ -213,15 +220,8 @@ def cmd_predict(args) -> int:
 
 def cmd_ablate(args) -> int:
     from mmlab.ablation import ablate, to_json
-    from mmlab.data import load_dataset
 
-    model = _resolve(args.checkpoint)
-    name = args.dataset or model.meta.get("dataset")
-    if not name:
-        raise InputError("the checkpoint names no dataset: pass --dataset")
-    opts = dict(model.meta.get("data_options") or {}) if name == model.meta.get("dataset") else {}
-    opts.update(data_options(args.data_opt))
-    data = load_dataset(name, args.split, seed=args.seed, **opts)
+    model, name, data = _model_and_split(args)
     if args.n:
         data = data.subset(range(min(args.n, len(data))))
     result = to_json(ablate(model, data, seed=args.seed))

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from mmlab.data.images import ImageLike
 from mmlab.data.text import clean_text
 from mmlab.errors import InputError
+from mmlab.viz import normalize  # noqa: F401 - re-exported: explain.normalize / overlay.normalize
 from mmlab.metrics import mask_dice, mask_iou
 
 if TYPE_CHECKING:
@@ -333,11 +334,6 @@ def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=Non
 
 
 # ---- one map for the app ----------------------------------------------------------------
-def normalize(map_: np.ndarray) -> np.ndarray:
-    """Min-max scale to [0, 1]; a constant map becomes zeros. Non-finite values become 0."""
-    m = np.nan_to_num(np.asarray(map_, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(m.min()), float(m.max())
-    return ((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)).astype(np.float32)
 
 
 def _pick_token(rows: np.ndarray, token: int | None) -> np.ndarray:

@@ -67,8 +67,9 @@ def resize_map(map_: np.ndarray, size: int | tuple[int, int], *, smooth: bool = 
 
 
 def normalize(map_: np.ndarray) -> np.ndarray:
-    """Min-max scale to [0, 1]; a constant map becomes zeros."""
-    m = np.nan_to_num(np.asarray(map_, dtype=np.float64))
+    """Min-max scale to [0, 1]; a constant map becomes zeros. Non-finite values become 0.
+    The one implementation: explain and the demo's overlays use it too."""
+    m = np.nan_to_num(np.asarray(map_, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = float(m.min()), float(m.max())
     return ((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)).astype(np.float32)
 

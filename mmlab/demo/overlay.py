@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from mmlab.errors import InputError
+from mmlab.viz import normalize  # noqa: F401 - re-exported: explain.normalize / overlay.normalize
 
 WHOLE_SENTENCE = "(whole sentence)"
 
@@ -27,11 +28,6 @@ _JET_RGB = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [25
                     dtype=np.float64)  # (6, 3)
 
 
-def normalize(map_: np.ndarray) -> np.ndarray:
-    """Min-max normalise to [0, 1]; a constant map becomes all zeros. Same shape, float32."""
-    m = np.nan_to_num(np.asarray(map_, dtype=np.float64))
-    lo, hi = float(m.min()), float(m.max())
-    return ((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)).astype(np.float32)
 
 
 def last_layer(attention: dict[str, np.ndarray]) -> np.ndarray:
