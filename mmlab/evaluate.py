@@ -8,6 +8,8 @@ from mmlab import metrics
 from mmlab.data.base import MMDataset
 from mmlab.model import Model
 
+RETRIEVAL_POOL = 1000  # image<->text retrieval is scored among this many test pairs
+
 
 @torch.inference_mode()
 def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256, prepared=None) -> dict:
@@ -18,7 +20,7 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     model.eval()
     prepared = prepared or Prepared(model, data)
     probs: dict[str, list] = {t: [] for t in model.cfg.targets}
-    masks, emb = [], {"image": [], "text": [], "fused": []}
+    masks, emb, contrast = [], {"image": [], "text": [], "fused": []}, {"image": [], "text": []}
     for s in range(0, prepared.n, batch_size):
         idx = torch.arange(s, min(s + batch_size, prepared.n))
         out = run_model(model, prepared.inputs(idx), drop)
@@ -26,6 +28,9 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
             probs[t].append(logit.softmax(-1).float())
         if out.mask is not None:
             masks.append(torch.sigmoid(out.mask).float())
+        if out.contrast is not None:
+            contrast["image"].append(out.contrast[0].float())
+            contrast["text"].append(out.contrast[1].float())
         emb["image"].append(out.encoded["image"].pooled.float())
         emb["text"].append(out.encoded["text"].pooled.float())
         emb["fused"].append(out.fusion.fused.float())
@@ -33,6 +38,7 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
         "probs": {t: torch.cat(v).cpu().numpy() for t, v in probs.items() if v},
         "mask": torch.cat(masks).cpu().numpy() if masks else None,
         "embeddings": {k: torch.cat(v).cpu().numpy() for k, v in emb.items()},
+        "contrast": {k: torch.cat(v).cpu().numpy() for k, v in contrast.items()} if contrast["image"] else None,
         "prepared": prepared,
     }
 
@@ -45,6 +51,12 @@ def score(model: Model, data: MMDataset, outputs: dict, *, threshold: float = 0.
         prefix = "" if t == model.primary else f"{t}_"
         result[f"{prefix}accuracy"] = metrics.accuracy(pred, y)
         result[f"{prefix}macro_f1"] = metrics.macro_f1(pred, y, num_classes=p.shape[1])
+    if outputs.get("contrast") is not None:  # retrieval within the first RETRIEVAL_POOL pairs
+        n = min(len(data), RETRIEVAL_POOL)
+        sim = outputs["contrast"]["image"][:n] @ outputs["contrast"]["text"][:n].T  # (n, n) cosine
+        for k in (1, 5):
+            result[f"i2t_recall@{k}"] = metrics.recall_at_k(sim, k)
+            result[f"t2i_recall@{k}"] = metrics.recall_at_k(sim.T, k)
     if outputs["mask"] is not None:
         target = outputs["prepared"].masks.numpy()
         pred = outputs["mask"] >= threshold

@@ -28,6 +28,7 @@ class ModelOutput(NamedTuple):
     mask: torch.Tensor | None
     fusion: FusionOutput
     encoded: dict[str, EncoderOutput]
+    contrast: tuple[torch.Tensor, torch.Tensor] | None = None  # unit (image, text) embeddings (B, E)
 
 
 def drop_mask(spec, batch: int, device=None) -> dict[str, torch.Tensor]:
@@ -66,6 +67,11 @@ class Model(nn.Module):
         if cfg.mask:
             grid = getattr(self.image_encoder, "grid", (cfg.image_size // 4, cfg.image_size // 4))
             self.mask_head = MaskDecoder(cfg.dim, grid=grid, image_size=cfg.image_size)
+        self.contrastive = None
+        if cfg.contrastive:
+            from mmlab.heads.contrastive import ContrastiveHead
+
+            self.contrastive = ContrastiveHead(cfg.dim)
         # stand-ins for a missing modality (seed 003 §5.4): learned tokens, or imputation from the other
         self.missing_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, cfg.dim)) for m in MODALITIES})
         self.impute = nn.ModuleDict({
@@ -135,7 +141,10 @@ class Model(nn.Module):
         if fo.logits is not None and self.primary is not None:
             logits[self.primary] = fo.logits
         mask = self.mask_head(fo.fused, fo.tokens) if self.mask_head is not None else None
-        return ModelOutput(logits=logits, mask=mask, fusion=fo, encoded=encoded)
+        contrast = None
+        if self.contrastive is not None:
+            contrast = self.contrastive(encoded["image"].pooled, encoded["text"].pooled)
+        return ModelOutput(logits=logits, mask=mask, fusion=fo, encoded=encoded, contrast=contrast)
 
     def forward(self, images: torch.Tensor | None, text: dict[str, torch.Tensor] | None, drop=None, *,
                 features: dict | None = None) -> ModelOutput:
@@ -168,6 +177,8 @@ class Model(nn.Module):
             else:
                 extras[t] = named
         mask = torch.sigmoid(out.mask[0]).float().numpy() if out.mask is not None else None
+        if out.contrast is not None:  # cosine similarity of the pair in the aligned space
+            extras["similarity"] = float((out.contrast[0][0] * out.contrast[1][0]).sum())
         attention = None
         grid = out.encoded["image"].grid
         if out.fusion.attention and grid is not None:

@@ -112,6 +112,8 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
             raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
         target = prepared.masks[idx].to(out.mask.device)
         total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, target)
+    if out.contrast is not None:  # CLIP-style InfoNCE over the batch (seed 001)
+        total = total + losses.info_nce(*out.contrast, model.contrastive.logit_scale)
     for name, value in (out.fusion.extras or {}).items():
         if name.startswith("branch_logits:") and model.primary is not None:
             # late fusion: each unimodal branch is trained on the primary target by its own CE,
