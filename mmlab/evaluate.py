@@ -21,6 +21,7 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     prepared = prepared or Prepared(model, data)
     probs: dict[str, list] = {t: [] for t in model.cfg.targets}
     masks, emb, contrast = [], {"image": [], "text": [], "fused": []}, {"image": [], "text": []}
+    captions, generated_images = [], []
     for s in range(0, prepared.n, batch_size):
         idx = torch.arange(s, min(s + batch_size, prepared.n))
         out = run_model(model, prepared.inputs(idx), drop)
@@ -28,6 +29,9 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
             probs[t].append(logit.softmax(-1).float())
         if out.mask is not None:
             masks.append(torch.sigmoid(out.mask).float())
+        if out.generated is not None:
+            generated_images.append(out.generated["image"].float())
+            captions.extend(model.caption_decoder.generate(out.encoded["image"].pooled).tolist())
         if out.contrast is not None:
             contrast["image"].append(out.contrast[0].float())
             contrast["text"].append(out.contrast[1].float())
@@ -39,6 +43,8 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
         "mask": torch.cat(masks).cpu().numpy() if masks else None,
         "embeddings": {k: torch.cat(v).cpu().numpy() for k, v in emb.items()},
         "contrast": {k: torch.cat(v).cpu().numpy() for k, v in contrast.items()} if contrast["image"] else None,
+        "generated": {"captions": captions, "images": torch.cat(generated_images).cpu().numpy()}
+        if generated_images else None,
         "prepared": prepared,
     }
 
@@ -57,6 +63,14 @@ def score(model: Model, data: MMDataset, outputs: dict, *, threshold: float = 0.
         for k in (1, 5):
             result[f"i2t_recall@{k}"] = metrics.recall_at_k(sim, k)
             result[f"t2i_recall@{k}"] = metrics.recall_at_k(sim.T, k)
+    if outputs.get("generated") is not None:  # seed 001: BLEU of captions, SSIM of images
+        vocab = model.text_encoder.tokenizer.vocab
+        hyps = [[vocab[i] for i in row[: row.index(0) if 0 in row else len(row)]]
+                for row in outputs["generated"]["captions"]]
+        refs = [model.text_encoder.tokenizer.tokens(t) for t in data.texts]
+        result["bleu"] = metrics.bleu(refs, hyps)
+        result["ssim"] = metrics.ssim(outputs["generated"]["images"],
+                                      outputs["prepared"].images.float().numpy() / 255.0)
     if outputs["mask"] is not None:
         target = outputs["prepared"].masks.numpy()
         pred = outputs["mask"] >= threshold

@@ -50,3 +50,46 @@ def recall_at_k(similarity: np.ndarray, k: int) -> float:
     s = np.asarray(similarity)
     ranks = (s > s[np.arange(len(s)), np.arange(len(s))][:, None]).sum(1)
     return float((ranks < k).mean())
+
+
+def bleu(references: list[list[str]], hypotheses: list[list[str]], *, max_n: int = 4) -> float:
+    """Corpus BLEU (Papineni et al. 2002) with one reference per hypothesis: the geometric mean of
+    clipped n-gram precisions (n = 1..max_n, add-one smoothing for n > 1) times the brevity penalty."""
+    from collections import Counter
+    import math
+
+    matches, totals = [0] * max_n, [0] * max_n
+    ref_len = hyp_len = 0
+    for ref, hyp in zip(references, hypotheses):
+        ref_len, hyp_len = ref_len + len(ref), hyp_len + len(hyp)
+        for n in range(1, max_n + 1):
+            r = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
+            h = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
+            matches[n - 1] += sum(min(c, r[g]) for g, c in h.items())
+            totals[n - 1] += max(len(hyp) - n + 1, 0)
+    if hyp_len == 0 or matches[0] == 0:
+        return 0.0
+    logp = 0.0
+    for n in range(max_n):
+        m, t = (matches[n], totals[n]) if n == 0 else (matches[n] + 1, totals[n] + 1)
+        logp += math.log(m / t) / max_n
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return float(bp * math.exp(logp))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 1.0, window: int = 7) -> float:
+    """Mean structural similarity (Wang et al. 2004) of image batches (N, C, H, W) in [0, data_range],
+    with a uniform window, averaged over images and channels."""
+    x = torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(b), dtype=torch.float64)
+    if x.dim() == 3:
+        x, y = x[None], y[None]
+    N, C, H, W = x.shape
+    x, y = x.reshape(N * C, 1, H, W), y.reshape(N * C, 1, H, W)
+    k = min(window, H, W)
+    pool = lambda t: torch.nn.functional.avg_pool2d(t, k, stride=1)  # noqa: E731
+    mx, my = pool(x), pool(y)
+    vx, vy, cxy = pool(x * x) - mx ** 2, pool(y * y) - my ** 2, pool(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return float(s.mean())

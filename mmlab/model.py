@@ -29,6 +29,7 @@ class ModelOutput(NamedTuple):
     fusion: FusionOutput
     encoded: dict[str, EncoderOutput]
     contrast: tuple[torch.Tensor, torch.Tensor] | None = None  # unit (image, text) embeddings (B, E)
+    generated: dict | None = None  # {"ids": (B, T), "caption_logits": (B, T + 1, V), "image": (B, 3, S, S)}
 
 
 def drop_mask(spec, batch: int, device=None) -> dict[str, torch.Tensor]:
@@ -72,6 +73,15 @@ class Model(nn.Module):
             from mmlab.heads.contrastive import ContrastiveHead
 
             self.contrastive = ContrastiveHead(cfg.dim)
+        self.caption_decoder = self.image_decoder = None
+        if cfg.generate:
+            from mmlab.heads.generation import CaptionDecoder, ImageDecoder
+
+            vocab = getattr(getattr(self.text_encoder, "tokenizer", None), "vocab", None)
+            if vocab is None:
+                raise InputError("generation needs the word-level text encoder (text_encoder='bigru')")
+            self.caption_decoder = CaptionDecoder(cfg.dim, len(vocab))
+            self.image_decoder = ImageDecoder(cfg.dim, image_size=cfg.image_size)
         # stand-ins for a missing modality (seed 003 §5.4): learned tokens, or imputation from the other
         self.missing_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, cfg.dim)) for m in MODALITIES})
         self.impute = nn.ModuleDict({
@@ -148,7 +158,15 @@ class Model(nn.Module):
 
     def forward(self, images: torch.Tensor | None, text: dict[str, torch.Tensor] | None, drop=None, *,
                 features: dict | None = None) -> ModelOutput:
-        return self.head_forward(self.encode(images, text, features=features), drop)
+        out = self.head_forward(self.encode(images, text, features=features), drop)
+        if self.caption_decoder is not None and text is not None and "ids" in text:
+            # cross-modal generation from the other modality's pooled vector alone (seed 001)
+            out = out._replace(generated={
+                "ids": text["ids"],
+                "caption_logits": self.caption_decoder(out.encoded["image"].pooled, text["ids"]),
+                "image": self.image_decoder(out.encoded["text"].pooled),
+            })
+        return out
 
     # ---- one pair, from user input --------------------------------------------------------
     def preprocess(self, images: list[ImageLike]) -> torch.Tensor:
@@ -177,6 +195,11 @@ class Model(nn.Module):
             else:
                 extras[t] = named
         mask = torch.sigmoid(out.mask[0]).float().numpy() if out.mask is not None else None
+        if out.generated is not None:
+            ids = self.caption_decoder.generate(out.encoded["image"].pooled)[0].tolist()
+            words = [self.text_encoder.tokenizer.vocab[i] for i in ids[: ids.index(0) if 0 in ids else len(ids)]]
+            extras["caption"] = " ".join(words)
+            extras["generated_image"] = out.generated["image"][0].permute(1, 2, 0).float().numpy()  # (S, S, 3)
         if out.contrast is not None:  # cosine similarity of the pair in the aligned space
             extras["similarity"] = float((out.contrast[0][0] * out.contrast[1][0]).sum())
         attention = None

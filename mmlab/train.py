@@ -112,6 +112,17 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
             raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
         target = prepared.masks[idx].to(out.mask.device)
         total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, target)
+    if out.generated is not None:  # seed 001: CE for the caption, MSE for the image
+        ids = out.generated["ids"]
+        B, T = ids.shape
+        lengths = (ids != 0).sum(1)  # (B,)
+        target = torch.cat([ids, ids.new_zeros(B, 1)], dim=1)  # (B, T + 1): words, then the end (id 0)
+        after_end = torch.arange(T + 1, device=ids.device)[None, :] > lengths[:, None]
+        target = target.masked_fill(after_end, -100)  # nothing to learn past the end
+        logits = out.generated["caption_logits"]
+        total = total + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+        real = prepared.images[idx].to(logits.device).float() / 255.0
+        total = total + F.mse_loss(out.generated["image"], real)
     if out.contrast is not None:  # CLIP-style InfoNCE over the batch (seed 001)
         total = total + losses.info_nce(*out.contrast, model.contrastive.logit_scale)
     for name, value in (out.fusion.extras or {}).items():
