@@ -70,7 +70,8 @@ def build_for_training(args):
     model = Model(cfg, classes={t: train.classes[t] for t in names}, tokenizer=tok)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        drop_image=args.drop_image, drop_text=args.drop_text, mask_loss=args.mask_loss,
-                       max_train=args.max_train, threads=args.threads)
+                       max_train=args.max_train, threads=args.threads,
+                       loss_weights={k: float(v) for k, v in data_options(args.loss_weight).items()})
     return model, tcfg, train, val
 
 
@@ -339,7 +340,9 @@ def parser() -> argparse.ArgumentParser:
                    help="dataset option, repeatable: captions=noisy, p_wrong=0.3, path=DIR")
     t.add_argument("--drop-image", type=float, default=0.0)
     t.add_argument("--drop-text", type=float, default=0.0)
-    t.add_argument("--mask-loss", default="bce_dice")
+    t.add_argument("--mask-loss", default="bce_dice", help="bce | dice | iou | bce_dice | bce_iou (seed 004)")
+    t.add_argument("--loss-weight", action="append", metavar="TARGET=W",
+                   help="weight of a target's loss, repeatable (multi-task, seed 000): shape=1.0 colour=0.5")
     t.add_argument("--max-train", type=int, default=None)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--val", action="store_true", help="score the val split after every epoch")
