@@ -43,3 +43,16 @@ class WordTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": "word", "vocab": self.vocab, "max_len": self.max_len}
+
+
+class WordTokenized:
+    """Mixin for text encoders that read word ids: ``tokenize`` and ``token_strings`` from ``self.tokenizer``."""
+
+    tokenizer: WordTokenizer
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        ids, mask = self.tokenizer.encode(texts)
+        return {"ids": ids, "mask": mask}
+
+    def token_strings(self, text: str) -> list[str]:
+        return self.tokenizer.tokens(text)

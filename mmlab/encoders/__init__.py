@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mmlab.config import ModelConfig
-from mmlab.data.tokenizer import WordTokenizer
+from mmlab.data.tokenizer import WordTokenized, WordTokenizer
 from mmlab.errors import InputError
 from mmlab.types import EncoderOutput
 
@@ -13,7 +13,7 @@ IMAGE_ENCODERS = ["cnn", "cnn_cbam", "efficientnet_lite0", "timm:<name>"]
 TEXT_ENCODERS = ["bigru", "minilm", "minilm_bigru"]
 
 
-class WordText(nn.Module):
+class WordText(WordTokenized, nn.Module):
     """Word tokenizer + BiGRU: ``tokenize(texts) -> dict``; ``forward(**batch) -> EncoderOutput``."""
 
     frozen = False
@@ -24,13 +24,6 @@ class WordText(nn.Module):
 
         self.tokenizer = tokenizer
         self.net = BiGRUText(len(tokenizer.vocab), dim)
-
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        ids, mask = self.tokenizer.encode(texts)
-        return {"ids": ids, "mask": mask}
-
-    def token_strings(self, text: str) -> list[str]:
-        return self.tokenizer.tokens(text)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         return self.net(ids, mask)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.config import ModelConfig
-from mmlab.data.tokenizer import WordTokenizer
+from mmlab.data.tokenizer import WordTokenized, WordTokenizer
 from mmlab.errors import InputError
 from mmlab.fusion.base import masked_mean
 from mmlab.types import EncoderOutput
@@ -46,7 +46,7 @@ class RawImage(nn.Module):
         return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(1), grid=(H // p, W // p))
 
 
-class RawText(nn.Module):
+class RawText(WordTokenized, nn.Module):
     """Word ids (B, T) + mask (B, T) -> word embeddings (B, T, D): a lookup table and nothing else.
 
     Same tokenizer interface as ``mmlab.encoders.WordText``: ``tokenize(texts)`` and
@@ -63,13 +63,6 @@ class RawText(nn.Module):
         self.tokenizer = WordTokenizer(tokenizer["vocab"], max_len=tokenizer.get("max_len", 32))
         self.dim = cfg.dim
         self.embed = nn.Embedding(len(self.tokenizer.vocab), cfg.dim, padding_idx=0)
-
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        ids, mask = self.tokenizer.encode(texts)
-        return {"ids": ids, "mask": mask}
-
-    def token_strings(self, text: str) -> list[str]:
-        return self.tokenizer.tokens(text)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         tokens = self.embed(ids) * mask.unsqueeze(-1)  # (B, T, D)
