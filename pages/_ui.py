@@ -199,6 +199,15 @@ def pick_input(entry: dict | None = None, *, allow_upload: bool = True, where=No
                   dataset=ds_name, index=index)
 
 
+def checkpoint_and_input() -> tuple[dict, Sample]:
+    """The sidebar checkpoint and the page's input; stops the page (after its message) when either is missing."""
+    entry = pick_checkpoint()
+    sample = pick_input(entry)
+    if entry is None or sample is None or load_model(entry) is None:
+        st.stop()
+    return entry, sample
+
+
 # ---- cached model calls ---------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=256)
 def predict(model_dir: str, mtime: float, image: np.ndarray, text: str, drop: str | None = None):

@@ -13,10 +13,7 @@ ui.page_header("Attention inspector", "Pick a word and see where it looks in eve
                "attention rollout and gradient-weighted relevance; pick a patch to see which words look at it; "
                "threshold a map into a mask and grade it against the truth.")
 
-entry = ui.pick_checkpoint()
-sample = ui.pick_input(entry)
-if entry is None or sample is None or ui.load_model(entry) is None:
-    st.stop()
+entry, sample = ui.checkpoint_and_input()
 pred = ui.predict_entry(entry, sample)
 if pred is None:
     st.stop()

@@ -11,10 +11,7 @@ ui.page_header("Modality lab", "Take a modality away or corrupt it and watch the
                "ablation over a test split for chosen checkpoints, which modality decided each sample, and a "
                "model trained with modality dropout beside one trained without.")
 
-entry = ui.pick_checkpoint()
-sample = ui.pick_input(entry)
-if entry is None or sample is None or ui.load_model(entry) is None:
-    st.stop()
+entry, sample = ui.checkpoint_and_input()
 
 # ---- one pair -------------------------------------------------------------------------------------
 st.subheader("One pair")
