@@ -116,10 +116,12 @@ def cmd_train(args) -> int:
     result.seconds += earlier_seconds
     data_opts = data_options(args.data_opt)
     test = load_dataset(args.dataset, "test", seed=args.data_seed, **data_opts)
-    metrics = evaluate(model, test)
+    # a modality dropped in every training sample (a unimodal baseline) is dropped at test time too
+    eval_drop = "text" if tcfg.drop_text >= 1 else "image" if tcfg.drop_image >= 1 else None
+    metrics = evaluate(model, test, drop=eval_drop)
     command = "mmlab " + " ".join(shlex.quote(a) for a in args.argv)
     meta = {"name": name, "dataset": args.dataset, "data_options": data_opts, "task": args.task, "train": asdict(tcfg),
-            "metrics": metrics, "train_seconds": round(result.seconds, 1), "history": result.history,
+            "eval_drop": eval_drop, "metrics": metrics, "train_seconds": round(result.seconds, 1), "history": result.history,
             "command": command}
     checkpoint.save(model, out, meta=meta)
     import shutil
@@ -130,7 +132,7 @@ def cmd_train(args) -> int:
             "name": name, "path": out.name, "dataset": args.dataset, "task": args.task,
             "strategy": model.cfg.fusion, "encoders": {"image": model.cfg.image_encoder, "text": model.cfg.text_encoder},
             "metrics": metrics, "train_seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
-            "command": command,
+            "command": command, **({"tested_with": f"{eval_drop} dropped"} if eval_drop else {}),
         }, out.parent)
     print(json.dumps({"name": name, "path": str(out), "metrics": metrics, "train_seconds": round(result.seconds, 1)}))
     return 0
@@ -273,6 +275,12 @@ def cmd_datasets(args) -> int:
 def cmd_zoo(args) -> int:
     from mmlab import zoo
 
+    if args.action == "plan":  # the commands that build the whole zoo (one per line, for xargs -P)
+        have = {e["name"] for e in zoo.list_checkpoints()}
+        for name, command in zoo.plan().items():
+            if not (args.missing and name in have) and (not args.only or name == args.only):
+                print(command)
+        return 0
     if args.action == "train":  # rebuild shipped checkpoints from the commands in the manifest
         entries = zoo.read_manifest()["checkpoints"]
         if args.only:
@@ -395,8 +403,11 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_datasets)
 
     z = sub.add_parser("zoo", help="list the shipped checkpoints, or rebuild them (zoo train)")
-    z.add_argument("action", nargs="?", choices=("list", "train"), default="list")
-    z.add_argument("--only", help="with train: rebuild only this checkpoint")
+    z.add_argument("action", nargs="?", choices=("list", "train", "plan"), default="list",
+                   help="list: the shipped checkpoints; train: rebuild them from the manifest's commands; "
+                        "plan: print the command of every checkpoint the zoo should hold")
+    z.add_argument("--only", help="with train or plan: only this checkpoint")
+    z.add_argument("--missing", action="store_true", help="with plan: only those not built yet")
     z.add_argument("--json", action="store_true")
     z.set_defaults(func=cmd_zoo)
 

@@ -67,7 +67,9 @@ class Model(nn.Module):
         self.mask_head = None
         if cfg.mask:
             grid = getattr(self.image_encoder, "grid", (cfg.image_size // 4, cfg.image_size // 4))
-            self.mask_head = MaskDecoder(cfg.dim, grid=grid, image_size=cfg.image_size)
+            self.mask_head = MaskDecoder(cfg.dim, grid=grid, image_size=cfg.image_size,
+                                         from_vector=not fusion_cls.spatial,
+                                         detail=getattr(self.image_encoder, "detail_channels", None))
         self.contrastive = None
         if cfg.contrastive:
             from mmlab.heads.contrastive import ContrastiveHead
@@ -136,6 +138,9 @@ class Model(nn.Module):
                 fill_tok = self.missing_token[m].expand(B, N, D)
                 fill_pool = self.missing_token[m][:, 0].expand(B, D)
             g = gone.view(B, 1, 1)
+            if enc.detail is not None:  # the skips must not leak a dropped image into the mask
+                keep = (~gone).view(B, 1, 1, 1).to(enc.tokens.dtype)
+                enc = enc._replace(detail=tuple(d * keep for d in enc.detail))
             out[m] = enc._replace(
                 tokens=torch.where(g, fill_tok, enc.tokens),
                 pooled=torch.where(gone.view(B, 1), fill_pool, enc.pooled),
@@ -150,7 +155,9 @@ class Model(nn.Module):
         logits = {t: head(fo.fused) for t, head in self.heads.items()}
         if fo.logits is not None and self.primary is not None:
             logits[self.primary] = fo.logits
-        mask = self.mask_head(fo.fused, fo.tokens) if self.mask_head is not None else None
+        mask = None
+        if self.mask_head is not None:
+            mask = self.mask_head(fo.fused, fo.tokens, encoded["image"].detail)
         contrast = None
         if self.contrastive is not None:
             contrast = self.contrastive(encoded["image"].pooled, encoded["text"].pooled)

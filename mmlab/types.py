@@ -17,6 +17,9 @@ class EncoderOutput(NamedTuple):
     present: (B,) bool, False where the modality was dropped (missing) for that sample;
              None means present everywhere. Strategies that can skip a missing modality
              (late fusion, gates) read it; the others see the model's stand-in features.
+    detail: image feature maps finer than the patch grid, ((B, C, H, W), ...) coarse to fine, that
+            the mask decoder's skip connections read to draw sharp edges; None when the encoder
+            keeps none (text, frozen backbones).
     """
 
     tokens: torch.Tensor
@@ -24,6 +27,7 @@ class EncoderOutput(NamedTuple):
     pooled: torch.Tensor
     grid: tuple[int, int] | None = None
     present: torch.Tensor | None = None
+    detail: tuple[torch.Tensor, ...] | None = None
 
 
 class FusionOutput(NamedTuple):

@@ -72,11 +72,59 @@ def load_model(name_or_dir: str, path: str | os.PathLike | None = None):
 
 def update_manifest(entry: dict, path: str | os.PathLike | None = None) -> None:
     """Insert or replace the entry with the same name (written atomically)."""
+    import fcntl
+
     base = root(path)
     base.mkdir(parents=True, exist_ok=True)
-    data = read_manifest(base)
-    data["checkpoints"] = [e for e in data["checkpoints"] if e["name"] != entry["name"]] + [entry]
-    data["checkpoints"].sort(key=lambda e: e["name"])
-    tmp = base / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(base / MANIFEST)
+    with open(base / (MANIFEST + ".lock"), "w") as lock:  # zoo builds run several trainings at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = read_manifest(base)
+        data["checkpoints"] = [e for e in data["checkpoints"] if e["name"] != entry["name"]] + [entry]
+        data["checkpoints"].sort(key=lambda e: e["name"])
+        tmp = base / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(base / MANIFEST)
+
+
+# ---- the plan: what the zoo holds and the recipe of each -----------------------------------
+# Recipes are sized for a 2-core CPU (about a minute each, one thread, two at a time); the
+# manifest records the exact command of every checkpoint, and ``mmlab zoo train`` reruns it.
+RECIPES = {
+    # the named object's shape and colour: a two-target (multi-task) classifier
+    "shapes": "--dataset shapes --task multitask --targets shape,colour --image-size 32 --epochs 6",
+    # is the sentence true of the scene? needs both modalities together (seed 003)
+    "shapes_truth": "--dataset shapes_truth --image-size 32 --epochs 10",
+    "easyvqa": "--dataset easyvqa --image-size 32 --epochs 4",
+    # informative but noisy captions: 30 % name another digit (seed 002)
+    "digits": "--dataset digits --data-opt captions=noisy --data-opt p_wrong=0.3 --epochs 15",
+    # referring masks at 64 px (seed 004)
+    "shapes-mask": "--dataset shapes --task mask --epochs 8",
+}
+MASK_STRATEGIES = ("add", "hadamard", "cross_attention", "bidirectional_cross_attention", "transformer",
+                   "concat", "tensor")  # the spatial ones, and two pooled ones for seed 004's comparison
+EXTRAS = {
+    # the best mask model, trained longer
+    "shapes-mask-cross_attention": "--dataset shapes --task mask --fusion cross_attention --epochs 16",
+    # seed 002 / 001 baselines and robustness: image only; modality dropout in training
+    "digits-image_only": RECIPES["digits"] + " --fusion concat --drop-text 1",
+    "digits-concat-textdrop": RECIPES["digits"] + " --fusion concat --drop-text 0.5",
+    "digits-cross_attention-textdrop": RECIPES["digits"] + " --fusion cross_attention --drop-text 0.5",
+    # contrastive alignment (CLIP-style) and cross-modal generation
+    "shapes-contrastive": "--dataset shapes --task contrastive --fusion concat --image-size 32 --epochs 8",
+    "digits-generate": "--dataset digits --data-opt captions=exact --task generate --fusion concat --epochs 15",
+}
+
+
+def plan() -> dict[str, str]:
+    """{checkpoint name: ``mmlab train`` command} for the whole zoo."""
+    from mmlab.fusion import available
+
+    out = {}
+    for dataset in ("shapes", "shapes_truth", "easyvqa", "digits"):
+        for s in available():
+            out[f"{dataset}-{s}"] = f"{RECIPES[dataset]} --fusion {s}"
+    for s in MASK_STRATEGIES:
+        out[f"shapes-mask-{s}"] = f"{RECIPES['shapes-mask']} --fusion {s}"
+    out.update(EXTRAS)
+    return {name: f"mmlab train {args} --threads 1 --out checkpoints/{name} --name {name} --manifest --quiet"
+            for name, args in out.items()}

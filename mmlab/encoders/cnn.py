@@ -37,13 +37,17 @@ class SmallCNN(nn.Module):
             self.attention = CBAM(dim)
         g = image_size // 4
         self.grid = (g, g)
+        # skips for the mask decoder: the first block's maps (S/2) and the normalised pixels (S)
+        self.detail_channels = {image_size // 2: width, image_size: 3}
         self.pos = nn.Parameter(torch.zeros(1, g * g, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
-        x = self.body((images - self.mean) / self.std)  # (B, D, h, w)
+        pixels = (images - self.mean) / self.std  # (B, 3, S, S)
+        first = self.body[0](pixels)  # (B, w, S/2, S/2)
+        x = self.body[1:](first)  # (B, D, h, w)
         if self.attention is not None:
             x = self.attention(x)
         B, D, h, w = x.shape
@@ -51,4 +55,4 @@ class SmallCNN(nn.Module):
         if (h, w) == self.grid:
             tokens = tokens + self.pos
         mask = torch.ones(B, h * w, dtype=torch.bool, device=x.device)
-        return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(1), grid=(h, w))
+        return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(1), grid=(h, w), detail=(first, pixels))

@@ -3,6 +3,9 @@
 When the strategy keeps fused tokens on the patch grid (cross-attention, transformer, ...),
 the decoder starts from them; otherwise it starts from the fused vector alone, projected
 to a grid as seed 004's ConvTranspose decoder did, and so must guess where the object is.
+Skip connections (U-Net style) from the image encoder's finer maps, where it has them, give
+each upsampling stage the pixels' edges: *which* object comes from the fused grid, its exact
+outline from the skips.
 """
 from __future__ import annotations
 
@@ -14,31 +17,61 @@ from torch import nn
 
 
 class MaskDecoder(nn.Module):
-    def __init__(self, dim: int, *, grid: tuple[int, int], image_size: int, width: int = 32):
+    """fused (B, D) or tokens (B, h*w, D) [+ detail maps] -> mask logits (B, S, S).
+
+    from_vector: build the vector-to-grid projection (strategies without spatial tokens).
+    detail: {resolution: channels} of the encoder's skip maps (``EncoderOutput.detail``).
+    """
+
+    def __init__(self, dim: int, *, grid: tuple[int, int], image_size: int, width: int = 32,
+                 from_vector: bool = True, detail: dict[int, int] | None = None):
         super().__init__()
         self.grid, self.image_size = grid, image_size
         h, w = grid
-        self.from_vector = nn.Linear(dim, dim * h * w)
+        self.from_vector = nn.Linear(dim, dim * h * w) if from_vector else None
         self.stem = nn.Sequential(nn.Conv2d(dim, width, 3, padding=1), nn.GroupNorm(4, width), nn.ReLU())
+        # context at the patch grid: dilated residual convs see the whole grid, so "left of the
+        # blue circle" can be resolved where the anchor is several patches away
+        self.context = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=d, dilation=d), nn.GroupNorm(4, width), nn.ReLU())
+            for d in (2, 4, 8)
+        )
         stages = max(0, int(math.log2(image_size / h)))
         widths = [max(8, width >> (i + 1)) for i in range(stages)]  # halve the width as resolution doubles
+        detail = dict(detail or {})
+        self.skip_sizes = [h << (i + 1) for i in range(stages)]  # the resolution each stage works at
+        self.skips = [detail.get(r, 0) for r in self.skip_sizes]
+        ins = [width, *widths[:-1]]
+        self.upsample = nn.ModuleList(nn.ConvTranspose2d(cin, cout, 2, stride=2) for cin, cout in zip(ins, widths))
         self.up = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.ReLU())
-            for cin, cout in zip([width, *widths[:-1]], widths)
+            nn.Sequential(nn.Conv2d(cout + extra, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.ReLU())
+            for cout, extra in zip(widths, self.skips)
         )
         self.out = nn.Conv2d(widths[-1] if widths else width, 1, 1)
 
-    def forward(self, fused: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """fused (B, D), tokens (B, h*w, D) or None -> mask logits (B, S, S)."""
+    def forward(self, fused: torch.Tensor, tokens: torch.Tensor | None = None,
+                detail: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """fused (B, D), tokens (B, h*w, D) or None, detail maps or None -> mask logits (B, S, S)."""
         h, w = self.grid
         B, D = fused.shape
         if tokens is not None:
             x = tokens.transpose(1, 2).reshape(B, D, h, w)  # (B, D, h, w)
-        else:
+        elif self.from_vector is not None:
             x = self.from_vector(fused).view(B, D, h, w)  # (B, D, h, w)
+        else:
+            raise ValueError("this decoder was built for spatial tokens, and the fusion gave none")
+        by_size = {d.shape[-1]: d for d in detail or ()}
         x = self.stem(x)
-        for stage in self.up:
-            x = stage(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        for block in self.context:
+            x = x + block(x)
+        for upsample, stage, size, extra in zip(self.upsample, self.up, self.skip_sizes, self.skips):
+            x = upsample(x)  # (B, c, 2h, 2w)
+            if extra:
+                skip = by_size.get(size)
+                if skip is None:  # an encoder without skips (frozen features): zeros keep the shapes
+                    skip = x.new_zeros(B, extra, size, size)
+                x = torch.cat([x, skip], 1)
+            x = stage(x)
         x = self.out(x)
         if x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)

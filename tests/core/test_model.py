@@ -82,3 +82,30 @@ def test_bad_inputs_raise_input_error(tiny_shapes, model_factory):
         model.predict(img, "the red circle", drop="sound")
     # control characters are stripped, any unicode accepted
     assert model.predict(img, "the red\x00 circle ✓ 红").label in train.classes["label"]
+
+
+def test_mask_skips_carry_pixels_and_a_dropped_image_leaks_nothing(tiny_shapes, model_factory):
+    """The decoder's skip connections read the image's edges; with the image dropped the mask
+    must not depend on the image at all (the skips are zeroed with the tokens)."""
+    train, _ = tiny_shapes
+    model = model_factory(train, fusion="cross_attention").eval()
+    assert model.mask_head.from_vector is None  # spatial strategy: no vector-to-grid layer
+    x = torch.from_numpy(train.images[:4]).float() / 255
+    text = model.tokenize(train.texts[:4])
+    with torch.no_grad():
+        enc = model.encode(x, text)
+        fo = model.fusion(enc)
+        with_skips = model.mask_head(fo.fused, fo.tokens, enc["image"].detail)
+        without = model.mask_head(fo.fused, fo.tokens, None)
+        assert not torch.allclose(with_skips, without)  # the skips are read
+        a = model(x, text, drop="image").mask
+        b = model(torch.rand_like(x), text, drop="image").mask
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_pooled_strategy_keeps_the_vector_to_grid_decoder(tiny_shapes, model_factory):
+    train, _ = tiny_shapes
+    model = model_factory(train, fusion="concat")
+    assert model.mask_head.from_vector is not None
+    x = torch.from_numpy(train.images[:2]).float() / 255
+    assert model(x, model.tokenize(train.texts[:2])).mask.shape == (2, 64, 64)
