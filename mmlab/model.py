@@ -182,7 +182,12 @@ class Model(nn.Module):
 
     @torch.inference_mode()
     def predict(self, image: ImageLike, text: str, *, drop: str | None = None) -> Prediction:
-        """Predict for one (image, text) pair. Raises ``InputError`` for bad input."""
+        """Predict for one (image, text) pair. Raises ``InputError`` for bad input.
+
+        ``drop``: "image" | "text" | "none"; by default, what the checkpoint was scored with (a
+        unimodal baseline trained with one modality always missing has it missing here too)."""
+        if drop is None:
+            drop = getattr(self, "meta", {}).get("eval_drop")
         text = clean_text(text)
         x = self.preprocess([image])
         with self._lock:  # BatchNorm/GRU modules are not re-entrant across threads in eval either

@@ -73,6 +73,20 @@ def checkpoint_label(entry: dict) -> str:
     return f"{entry['name']} — {entry.get('strategy', '?')}{', ' + best if best else ''}{mine}"
 
 
+TASK_LABELS = {"mask": "referring masks", "multitask": "multi-task", "classify": "classification",
+               "contrastive": "contrastive alignment", "generate": "generation"}
+
+
+def zoo_groups(entries: list[dict]) -> dict[str, list[dict]]:
+    """Checkpoints grouped by what they were trained for, "dataset · task", in first-seen order:
+    the Compare page lines up strategies that answer the same question."""
+    groups: dict[str, list[dict]] = {}
+    for e in entries:
+        task = e.get("task") or "classify"
+        groups.setdefault(f"{e.get('dataset') or '?'} · {TASK_LABELS.get(task, task)}", []).append(e)
+    return groups
+
+
 # ---- the seeds' published numbers (each on the seed's own data, not ours) -------------------
 PUBLISHED: list[dict] = [
     {"task": "mask", "strategy": "cross_attention", "metric": "iou", "value": 0.9617,
@@ -88,8 +102,9 @@ PUBLISHED: list[dict] = [
 
 def published_for(entry: dict) -> dict | None:
     """The seed's published number for a checkpoint's (task, strategy[, dataset]), or None."""
+    strategy = "image_only" if entry.get("tested_with") == "text dropped" else entry.get("strategy")
     for p in PUBLISHED:
-        if p["strategy"] != entry.get("strategy") or p["task"] != entry.get("task"):
+        if p["strategy"] != strategy or p["task"] != entry.get("task"):
             continue
         if "dataset" in p and p["dataset"] != entry.get("dataset"):
             continue

@@ -109,6 +109,9 @@ EXTRAS = {
     "digits-image_only": RECIPES["digits"] + " --fusion concat --drop-text 1",
     "digits-concat-textdrop": RECIPES["digits"] + " --fusion concat --drop-text 0.5",
     "digits-cross_attention-textdrop": RECIPES["digits"] + " --fusion cross_attention --drop-text 0.5",
+    # seed 004's losses compared on one schedule: BCE, BCE + Dice (the default), BCE + IoU
+    **{f"shapes-mask-cross_attention-{loss}": f"--dataset shapes --task mask --fusion cross_attention --epochs 8 "
+                                              f"--mask-loss {loss}" for loss in ("bce", "bce_dice", "bce_iou")},
     # contrastive alignment (CLIP-style) and cross-modal generation
     "shapes-contrastive": "--dataset shapes --task contrastive --fusion concat --image-size 32 --epochs 8",
     "digits-generate": "--dataset digits --data-opt captions=exact --task generate --fusion concat --epochs 15",

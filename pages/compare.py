@@ -18,10 +18,12 @@ entries = ui.checkpoints()
 if not entries:
     ui.no_checkpoint_message()
     st.stop()
-datasets = list(dict.fromkeys(e.get("dataset") for e in entries))
-dataset_name = st.sidebar.selectbox("Checkpoints trained on", datasets, key="zoo", bind="query-params",
-                                    index=datasets.index("shapes") if "shapes" in datasets else 0)
-pool = [e for e in entries if e.get("dataset") == dataset_name]
+groups = ui_state.zoo_groups(entries)
+labels = list(groups)
+default = next((i for i, g in enumerate(labels) if g.startswith("shapes · referring")), 0)
+group = st.sidebar.selectbox("Checkpoints trained for", labels, index=default, key="zoo", bind="query-params")
+pool = groups[group]
+dataset_name = group.split(" · ")[0]
 names = [e["name"] for e in pool]
 chosen = st.sidebar.multiselect("Strategies", names, default=names[:6], key="pick", bind="query-params")
 picked = [e for e in pool if e["name"] in chosen]
@@ -93,11 +95,13 @@ def measure(model_dir: str, mtime: float, dataset: str, n: int) -> dict:
     from mmlab.data import load_dataset
     from mmlab.evaluate import evaluate
 
-    data = load_dataset(dataset, "test")
-    data = data.subset(np.arange(min(n, len(data))))
     model = ui._load_model(model_dir, mtime)
+    options = (model.meta.get("data_options") or {}) if model.meta.get("dataset") == dataset else {}
+    data = load_dataset(dataset, "test", **options)  # digits: the captions it was trained with
+    data = data.subset(np.arange(min(n, len(data))))
     t0 = time.perf_counter()
-    metrics = evaluate(model, data)
+    drop = model.meta.get("eval_drop")  # a unimodal baseline is scored as it was trained
+    metrics = evaluate(model, data, drop=drop)
     metrics["ms per pair"] = (time.perf_counter() - t0) * 1000 / max(1, len(data))
     return metrics
 

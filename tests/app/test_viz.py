@@ -156,3 +156,17 @@ def test_train_argv_is_a_valid_mmlab_train_line_and_refuses_bad_requests():
 def test_published_numbers_match_by_task_and_strategy():
     assert ui_state.published_for({"task": "mask", "strategy": "cross_attention"})["value"] == pytest.approx(0.9617)
     assert ui_state.published_for({"task": "mask", "strategy": "concat"}) is None
+
+
+def test_zoo_groups_line_up_checkpoints_that_answer_the_same_question():
+    entries = [{"name": "a", "dataset": "shapes", "task": "mask"}, {"name": "b", "dataset": "shapes", "task": "multitask"},
+               {"name": "c", "dataset": "shapes", "task": "mask"}, {"name": "d", "dataset": "digits", "task": "classify"}]
+    groups = ui_state.zoo_groups(entries)
+    assert list(groups) == ["shapes · referring masks", "shapes · multi-task", "digits · classification"]
+    assert [e["name"] for e in groups["shapes · referring masks"]] == ["a", "c"]
+
+
+def test_an_image_only_baseline_is_matched_with_the_seeds_image_only_number():
+    entry = {"task": "classify", "dataset": "digits", "strategy": "concat", "tested_with": "text dropped"}
+    assert ui_state.published_for(entry)["value"] == pytest.approx(0.9037)
+    assert ui_state.published_for({**entry, "tested_with": None})["value"] == pytest.approx(1.0)

@@ -64,3 +64,7 @@ def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
     test = load_dataset("digits", "test")
     assert entry["metrics"]["accuracy"] == evaluate(model, test, drop="text")["accuracy"]
     assert entry["metrics"]["accuracy"] > 0.3  # ten digits: chance is 0.1
+    # predict, as the app calls it, runs the baseline the way it was scored: text dropped
+    img = test.images[0].transpose(1, 2, 0)
+    assert model.predict(img, test.texts[0]).probs == model.predict(img, test.texts[0], drop="text").probs
+    assert model.predict(img, test.texts[0]).probs != model.predict(img, test.texts[0], drop="none").probs
