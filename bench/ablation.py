@@ -6,8 +6,8 @@ the checkpoint's dataset. Timed twice: cold (first call: ``Prepared`` and the on
 included) and again with the ``Prepared`` of the first call reused (what the Modality lab pays
 when it keeps the prepared split). ``ablate`` also reports its own encode time.
 
-The checkpoint: ``--checkpoint NAME``, else the first zoo checkpoint with cross-attention, else
-the first one; with an empty zoo, an untrained cross-attention shapes model (reported as such).
+The checkpoint: ``--checkpoint NAME``, else the easy-VQA cross-attention one (the largest real test
+split), else the first with cross-attention, else the first one; with an empty zoo, an untrained cross-attention shapes model (reported as such).
 
     python bench/ablation.py [--quick] [--checkpoint NAME] [--pairs 1000]
 """
@@ -26,7 +26,8 @@ def _pick(args):
             raise SystemExit(f"error: no zoo checkpoint {args.checkpoint!r}; have: "
                              f"{', '.join(e['name'] for e in entries) or 'none'}")
     else:
-        entry = next((e for e in entries if e.get("strategy") == "cross_attention"), entries[0] if entries else None)
+        ca = [e for e in entries if e.get("strategy") == "cross_attention"]
+        entry = next((e for e in ca if e.get("dataset") == "easyvqa"), ca[0] if ca else entries[0] if entries else None)
     if entry is not None:
         return C.load_entry(entry), entry, f"checkpoint {entry['name']}"
     model, source = C.untrained("cross_attention", dim=32 if args.quick else 64)
