@@ -131,7 +131,7 @@ def cmd_train(args) -> int:
         zoo.update_manifest({
             "name": name, "path": out.name, "dataset": args.dataset, "task": args.task,
             "strategy": model.cfg.fusion, "encoders": {"image": model.cfg.image_encoder, "text": model.cfg.text_encoder},
-            "metrics": metrics, "train_seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
+            "data_options": data_opts, "config": asdict(model.cfg), "metrics": metrics, "train_seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
             "command": command, **({"tested_with": f"{eval_drop} dropped"} if eval_drop else {}),
         }, out.parent)
     print(json.dumps({"name": name, "path": str(out), "metrics": metrics, "train_seconds": round(result.seconds, 1)}))

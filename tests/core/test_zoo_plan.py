@@ -68,3 +68,22 @@ def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
     img = test.images[0].transpose(1, 2, 0)
     assert model.predict(img, test.texts[0]).probs == model.predict(img, test.texts[0], drop="text").probs
     assert model.predict(img, test.texts[0]).probs != model.predict(img, test.texts[0], drop="none").probs
+
+
+def test_zoo_train_rebuilds_a_checkpoint_with_the_same_metrics(tmp_path, monkeypatch):
+    """The manifest's command is the recipe: rerunning it (same seed) gives the same numbers."""
+    import json
+
+    from mmlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(zoo, "DEFAULT_ROOT", tmp_path / "checkpoints")
+    assert main(["train", "--dataset", "digits", "--fusion", "gated", "--epochs", "2", "--max-train", "300",
+                 "--threads", "1", "--out", "checkpoints/tiny", "--name", "tiny", "--manifest", "--quiet"]) == 0
+    first, = zoo.read_manifest()["checkpoints"]
+    assert first["config"]["fusion"] == "gated" and first["parameters"] > 0
+    weights = (tmp_path / "checkpoints/tiny/model.safetensors").read_bytes()
+    assert main(["zoo", "train", "--only", "tiny"]) == 0
+    again, = zoo.read_manifest()["checkpoints"]
+    assert again["metrics"] == first["metrics"]
+    assert (tmp_path / "checkpoints/tiny/model.safetensors").read_bytes() == weights
