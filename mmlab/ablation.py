@@ -46,12 +46,17 @@ def _feature_std(encoded: list, modality: str) -> tuple[torch.Tensor, torch.Tens
 
 def _noisy(enc: EncoderOutput, sigma: float, std: tuple[torch.Tensor, torch.Tensor],
            gen: torch.Generator) -> EncoderOutput:
-    """tokens + N(0, (sigma * std_tokens)^2) on real tokens, pooled + N(0, (sigma * std_pooled)^2)."""
+    """tokens + N(0, (sigma * std_tokens)^2) on real tokens, pooled + N(0, (sigma * std_pooled)^2), and
+    the same relative noise on the image's skip maps, where the encoder has them."""
     tok_std, pool_std = std
     noise_t = torch.randn(enc.tokens.shape, generator=gen, dtype=enc.tokens.dtype) * (sigma * tok_std)
     noise_t = noise_t * enc.mask.unsqueeze(-1).to(noise_t.dtype)  # padding stays padding
     noise_p = torch.randn(enc.pooled.shape, generator=gen, dtype=enc.pooled.dtype) * (sigma * pool_std)
-    return enc._replace(tokens=enc.tokens + noise_t, pooled=enc.pooled + noise_p)
+    detail = enc.detail
+    if detail is not None:  # the mask decoder's skip maps: noise scaled by each channel's std in the batch
+        detail = tuple(d + torch.randn(d.shape, generator=gen, dtype=d.dtype) * (sigma * d.std((0, 2, 3), keepdim=True))
+                       for d in detail)
+    return enc._replace(tokens=enc.tokens + noise_t, pooled=enc.pooled + noise_p, detail=detail)
 
 
 def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | None = None,
