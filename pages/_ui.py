@@ -127,7 +127,8 @@ def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, 
     entry = by_name.get(name, entries[0])
     where.caption(ui_state.checkpoint_label(entry))
     with where.expander("About this checkpoint"):
-        st.write({k: entry.get(k) for k in ("dataset", "task", "strategy", "encoders", "parameters", "train_seconds")})
+        st.write({k: entry.get(k) for k in ("dataset", "task", "strategy", "encoders", "parameters", "train_seconds",
+                                            "tested_with") if entry.get(k) is not None})
         st.write({k: round(v, 4) if isinstance(v, float) else v for k, v in (entry.get("metrics") or {}).items()})
         if entry.get("command"):
             st.code(entry["command"], language="bash")
