@@ -101,8 +101,8 @@ def _decider(model: Model, data: MMDataset, runs: dict, change: float, tie: floa
     """Per sample: how much removing each modality changes the prediction, and which decided.
 
     Classifiers: c = the class predicted with both modalities; delta[m] = p(c | both) -
-    p(c | m removed) (positive: m supported the prediction). Mask-only models: delta[m] = 1 -
-    IoU(mask with both, mask with m removed). A removal "changes" the prediction when |delta| >=
+    p(c | m removed) (positive: m supported the prediction). Mask models (judged by their masks,
+    whatever class head they also carry): delta[m] = 1 - IoU(mask with both, mask with m removed). A removal "changes" the prediction when |delta| >=
     ``change`` or the predicted class flips (the mask IoU falls below 0.5). Decided: "either" when
     neither removal changes it (each modality alone suffices); "both" when both do and either
     both flip or their |delta| are within ``tie`` (it needs the two together); else the modality
@@ -111,7 +111,7 @@ def _decider(model: Model, data: MMDataset, runs: dict, change: float, tie: floa
     both, gone = runs["both"], {"image": runs["text only"], "text": runs["image only"]}
     primary = model.primary
     delta, flip = {}, {}
-    if primary is not None:
+    if not model.cfg.mask:
         p = both["probs"][primary]  # (N, C)
         pred = p.argmax(1)
         rows = np.arange(len(pred))
@@ -180,8 +180,8 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
                and the fully-dropped runs, which equals running the model with the mask as
                ``drop`` (samples are independent in eval mode) at no extra cost; False runs it.
       "curve_table": rows {"modality", "rate", **score(...)} of the same runs (every metric).
-      "metric": the primary metric ("accuracy" for classifiers, else "iou"); "metrics": all reported
-               (["accuracy", "iou"] for a classifier with a mask head).
+      "metric": the primary metric ("iou" for mask models, else "accuracy"); "metrics": all reported
+               (["iou", "accuracy"] for a mask model with a class head).
       "decider": per sample, which modality decided (see ``_decider``).
       "seconds": wall time; "encode_seconds": of which the one encoding pass.
     ``prepared``: a ``train.Prepared`` of ``data`` for this model, to reuse cached features.
@@ -203,8 +203,9 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
                  {"condition": "text only", "dropped": "image", "noisy": None, "sigma": None}]
         for row in table:
             row.update(_metrics(model, data, prepared, runs[row["condition"]]))
-        metric = "accuracy" if model.primary is not None else "iou"
-        metrics_ = [metric] + (["iou"] if metric == "accuracy" and model.cfg.mask else [])
+        # a mask model is judged by its masks (its class head, if any, is reported beside)
+        metric = "iou" if model.cfg.mask else "accuracy"
+        metrics_ = [metric] + (["accuracy"] if metric == "iou" and model.primary is not None else [])
         std = {m: _feature_std(encoded, m) for m in MODALITIES} if noise_levels else {}
         for k, m in enumerate(MODALITIES):
             for j, sigma in enumerate(noise_levels):

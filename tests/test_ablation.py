@@ -45,13 +45,20 @@ def result(trained, test_data):
     return ablate(trained, test_data)
 
 
+@pytest.fixture(scope="module")
+def classified(test_data):
+    """The decider of a classifier (label head only): probability changes of the predicted class."""
+    return ablate(train_small(load_dataset("shapes", "train", n=400), mask=False), test_data)
+
+
 def test_every_condition_with_both_metrics(result, test_data):
     assert [row["condition"] for row in result["table"]] == CONDITIONS
-    assert result["metric"] == "accuracy" and result["metrics"] == ["accuracy", "iou"]
+    assert result["metric"] == "iou" and result["metrics"] == ["iou", "accuracy"]  # a mask model: judged by masks
     for row in result["table"]:
         assert row["n"] == len(test_data)
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["iou"] <= 1.0
     assert result["seconds"] > 0 and result["encode_seconds"] <= result["seconds"]
+    assert result["decider"]["prob"] is None  # its decider compares masks, not the class head
     json.dumps(to_json(result))  # the CLI's --json
 
 
@@ -60,10 +67,10 @@ def test_curves_start_at_both_and_end_at_the_other_modality_alone(result):
     for m, alone in (("image", "text only"), ("text", "image only")):
         curve = result["curves"][m]
         assert [r for r, _ in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
-        assert curve[0][1] == table["both"]["accuracy"]
-        assert curve[-1][1] == table[alone]["accuracy"]
-    ious = [row["iou"] for row in result["curve_table"] if row["modality"] == "text"]
-    assert ious[0] == table["both"]["iou"] and len(ious) == 5
+        assert curve[0][1] == table["both"]["iou"]
+        assert curve[-1][1] == table[alone]["iou"]
+    accs = [row["accuracy"] for row in result["curve_table"] if row["modality"] == "text"]
+    assert accs[0] == table["both"]["accuracy"] and len(accs) == 5
 
 
 def test_curves_assembled_per_sample_equal_running_the_model_with_the_drop_mask(trained, test_data):
@@ -89,8 +96,8 @@ def test_noise_of_zero_changes_nothing_and_noise_is_seeded(trained, test_data):
     assert a["curves"] == b["curves"]
 
 
-def test_decider_is_finite_and_consistent(result, test_data):
-    d = result["decider"]
+def test_decider_is_finite_and_consistent(classified, test_data):
+    d = classified["decider"]
     n = len(test_data)
     for m in ("image", "text"):
         assert d["delta"][m].shape == (n,) and np.isfinite(d["delta"][m]).all()
