@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+FP16_MAX = 60000.0  # a tensor with larger values stays float32 (float16 tops out at 65504)
 
 
 def state_to_save(model: Model) -> dict[str, torch.Tensor]:
@@ -36,9 +38,30 @@ def state_to_save(model: Model) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def _storable(v: torch.Tensor, dtype: torch.dtype) -> bool:
+    return (v.dtype == torch.float32 and dtype != torch.float32 and v.numel() > 0
+            and bool(torch.isfinite(v).all()) and float(v.abs().max()) <= FP16_MAX)
+
+
+@torch.no_grad()
+def round_weights(model: Model, weights: str = "float16") -> Model:
+    """Round ``model``'s float weights in place to what ``save(..., weights=weights)`` stores, so
+    that metrics measured afterwards are the metrics of the saved checkpoint, exactly."""
+    dtype = WEIGHT_DTYPES[weights]
+    for v in model.state_dict().values():
+        if _storable(v, dtype):
+            v.copy_(v.to(dtype).to(v.dtype))
+    return model
+
+
 def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
-         extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``model`` to the folder ``path`` atomically. ``meta`` (JSON-able) is merged into config.json."""
+         extra_tensors: dict[str, torch.Tensor] | None = None, weights: str = "float32") -> Path:
+    """Write ``model`` to the folder ``path`` atomically. ``meta`` (JSON-able) is merged into config.json.
+    ``weights="float16"`` stores float weights at half size (the shipped zoo does; loading casts them
+    back to float32); a resumable training state keeps float32."""
+    if weights not in WEIGHT_DTYPES:
+        raise InputError(f"weights must be one of {', '.join(WEIGHT_DTYPES)}; got {weights!r}")
+    dtype = WEIGHT_DTYPES[weights]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*"):  # temporary folders of an interrupted save
@@ -51,11 +74,12 @@ def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
         "classes": model.classes,
         "tokenizer": model.tokenizer_json,
         "parameters": model.num_parameters(),
+        "weights": weights,
         **(meta or {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        tensors = state_to_save(model)
+        tensors = {k: v.to(dtype) if _storable(v, dtype) else v for k, v in state_to_save(model).items()}
         if extra_tensors:
             tensors.update({f"__extra__.{k}": v.detach().contiguous().clone() for k, v in extra_tensors.items()})
         save_file(tensors, str(tmp / WEIGHTS))

@@ -28,6 +28,29 @@ def test_round_trip_same_outputs(tmp_path, tiny_shapes, model_factory):
     assert json.loads((path / "config.json").read_text())["format_version"] == checkpoint.FORMAT_VERSION
 
 
+def test_float16_weights_halve_the_file_and_load_to_the_rounded_model(tmp_path, tiny_shapes, model_factory):
+    """The zoo stores float16 weights: half the bytes, and the loaded model is exactly the
+    training model with its weights rounded (so metrics measured after rounding are the file's)."""
+    train, test = tiny_shapes
+    model = model_factory(train)
+    fit(model, train.subset(range(64)), TrainConfig(epochs=1, batch_size=32), progress=False)
+    model.eval()
+    full = checkpoint.save(model, tmp_path / "full")
+    half = checkpoint.save(model, tmp_path / "half", weights="float16")
+    ratio = (half / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.55
+    loaded = mmlab.load(half)
+    assert loaded.meta["weights"] == "float16"
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    checkpoint.round_weights(model, "float16")
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    img = test.images[0].transpose(1, 2, 0)
+    assert model.predict(img, test.texts[0]).probs == loaded.predict(img, test.texts[0]).probs
+    with pytest.raises(mmlab.InputError, match="weights must be"):
+        checkpoint.save(model, tmp_path / "bad", weights="int8")
+
+
 def test_save_is_atomic_and_replaces(tmp_path, tiny_shapes, model_factory):
     train, _ = tiny_shapes
     model = model_factory(train)
