@@ -96,8 +96,9 @@ RECIPES = {
     "shapes_truth": "--dataset shapes_truth --image-size 32 --epochs 10",
     "easyvqa": "--dataset easyvqa --image-size 32 --epochs 4",
     # informative but noisy captions (30 % name another digit) on noisy images: neither modality
-    # is enough alone (seed 002; image-only ~0.91, seed 002's own 0.9037)
-    "digits": "--dataset digits --data-opt captions=noisy --data-opt p_wrong=0.3 --data-opt image_noise=0.5 "
+    # is enough alone (seed 002). At noise 0.7 image-only reads ~0.83 and the captions are worth
+    # ~6 points on every generated seed; at 0.5 (image-only ~0.92) the gain was within test noise
+    "digits": "--dataset digits --data-opt captions=noisy --data-opt p_wrong=0.3 --data-opt image_noise=0.7 "
               "--epochs 15",
     # referring masks at 64 px (seed 004)
     "shapes-mask": "--dataset shapes --task mask --epochs 8",
