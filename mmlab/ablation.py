@@ -71,7 +71,8 @@ def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | N
             m, sigma = noise
             enc = {**enc, m: _noisy(enc[m], sigma, std[m], gen)}
         d = {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict) else drop
-        out = model.head_forward(enc, d)
+        with model.without_maps():
+            out = model.head_forward(enc, d)
         for t, logit in out.logits.items():
             probs.setdefault(t, []).append(logit.float().softmax(-1))
         if out.mask is not None:

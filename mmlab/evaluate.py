@@ -24,7 +24,8 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     captions, generated_images = [], []
     for s in range(0, prepared.n, batch_size):
         idx = torch.arange(s, min(s + batch_size, prepared.n))
-        out = run_model(model, prepared.inputs(idx), drop)
+        with model.without_maps():
+            out = run_model(model, prepared.inputs(idx), drop)
         for t, logit in out.logits.items():
             probs[t].append(logit.softmax(-1).float())
         if out.mask is not None:

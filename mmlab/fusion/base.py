@@ -1,6 +1,8 @@
 """The one interface every fusion strategy implements."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import ClassVar
 
 import torch
@@ -13,6 +15,27 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real tokens: tokens (B, N, D), mask (B, N) bool -> (B, D)."""
     m = mask.unsqueeze(-1).to(tokens.dtype)
     return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+_state = threading.local()
+
+
+def maps_wanted() -> bool:
+    """False inside ``Model.without_maps()`` on this thread (a whole split being scored): a strategy
+    may then skip building attention maps and use a fused kernel; its other outputs are the same.
+    Per thread, so a Playground request served beside a Compare run still gets its maps."""
+    return getattr(_state, "maps", True)
+
+
+@contextlib.contextmanager
+def without_maps():
+    """Inside (on this thread), ``maps_wanted()`` is False: for scoring a whole split."""
+    before = maps_wanted()
+    _state.maps = False
+    try:
+        yield
+    finally:
+        _state.maps = before
 
 
 class Fusion(nn.Module):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmlab.errors import InputError
-from mmlab.fusion.base import Fusion
+from mmlab.fusion.base import Fusion, maps_wanted
 from mmlab.types import EncoderOutput, FusionOutput
 
 
@@ -23,11 +24,16 @@ class SelfAttentionBlock(nn.Module):
         self.ff = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, N, D); bias (B, H or 1, 1, N) added to every query's scores (-inf-like on padded keys)."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, *, maps: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, N, D); bias (B, H or 1, 1, N) added to every query's scores (-inf-like on padded keys).
+        ``maps=False`` (and not training): PyTorch's fused attention, no (B, H, N, N) map built or returned."""
         B, N, D = x.shape
         H = self.heads
         q, k, v = self.to_qkv(self.norm(x)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # 3 x (B, H, N, hs)
+        if not maps and not self.training:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(B, H, 1, N).to(q.dtype))  # (B, H, N, hs)
+            x = x + self.to_out(out.transpose(1, 2).reshape(B, N, D))
+            return x + self.ff(x), None
         scores = torch.baddbmm(bias.expand(B, H, N, N).reshape(B * H, N, N),
                                (q * (D // H) ** -0.5).reshape(B * H, N, D // H),
                                k.reshape(B * H, N, D // H).transpose(1, 2))  # (B*H, N, N)
@@ -94,9 +100,12 @@ class TransformerFusion(Fusion):
         balance = balance.masked_fill(~key_mask, torch.finfo(x.dtype).min)  # padded words get no attention
         attention: dict[str, torch.Tensor] = {}
         extras: dict[str, torch.Tensor] = {}
+        maps = maps_wanted()
         for i, block in enumerate(self.blocks):
             bias = balance[:, None, None, :] + self.modality_bias[i][:, kind][None, :, None, :]  # (B, H, 1, N)
-            x, attn = block(x, bias)  # attn (B, H, N, N)
+            x, attn = block(x, bias, maps=maps)  # attn (B, H, N, N)
+            if attn is None:
+                continue
             words_to_patches = attn[:, :, 1 + P:, 1:1 + P]  # (B, H, T, P)
             attention[f"layer{i}"] = words_to_patches / words_to_patches.sum(-1, keepdim=True).clamp_min(1e-12)
             extras[f"self_attention:layer{i}"] = attn

@@ -113,6 +113,35 @@ def test_transformer_returns_full_self_attention_for_rollout():
 
 
 @pytest.mark.parametrize("name", available())
+def test_scoring_without_maps_changes_nothing_but_the_maps(name):
+    """Model.without_maps (whole-split scoring) lets a strategy skip its maps and use a fused
+    kernel (the transformer does); the fused vector, tokens and logits stay the same. The switch is
+    per thread: a request served beside it on another thread still gets its maps."""
+    import threading
+
+    from mmlab.fusion import base
+
+    f, inputs = build(name), encoder_outputs()
+    with torch.no_grad():
+        full = f(inputs)
+        with base.without_maps():
+            fast = f(inputs)
+            beside = {}
+            worker = threading.Thread(target=lambda: beside.update(out=f(inputs), wanted=base.maps_wanted()))
+            worker.start()
+            worker.join()
+    assert base.maps_wanted()
+    assert torch.allclose(full.fused, fast.fused, atol=1e-5)
+    if full.tokens is not None:
+        assert torch.allclose(full.tokens, fast.tokens, atol=1e-5)
+    if full.logits is not None:
+        assert torch.allclose(full.logits, fast.logits, atol=1e-5)
+    assert beside["wanted"] and set(beside["out"].attention or {}) == set(full.attention or {})
+    if name == "transformer":
+        assert not fast.attention and not any(k.startswith("self_attention") for k in fast.extras or {})
+
+
+@pytest.mark.parametrize("name", available())
 def test_gradients_reach_both_modalities(name):
     f = build_fusion(name, D, num_classes=C).train()
     inputs = encoder_outputs(requires_grad=True)
