@@ -2,8 +2,8 @@
 <= 3 min of CPU), and training samples per second per strategy on shapes classification.
 
 time_to_iou: the zoo's model for ``shapes-mask-cross_attention`` (SmallCNN + BiGRU, dim 64,
-batch 64, lr 2e-3) with a schedule planned for the budget (``--epochs``, default 12, stopping at the target; the shipped
-checkpoint trains 16) on the 4,000 training scenes; after every epoch the mask
+batch 64, lr 2e-3) with a cosine schedule of ``--epochs`` (default 12; the shipped checkpoint
+trains 16) on the 4,000 training scenes; after every epoch the mask
 IoU on the 500 validation scenes (threshold 0.5, as ``mmlab.evaluate``); it stops at the first
 epoch with IoU >= ``--target`` or when ``--max-seconds`` have passed. Reported: wall seconds to
 that epoch, of which training (validation apart) and data preparation before the first step.
