@@ -19,6 +19,7 @@ from mmlab import metrics
 from mmlab.data.base import MMDataset
 from mmlab.errors import InputError
 from mmlab.evaluate import score
+from mmlab.fusion.base import without_maps
 from mmlab.model import MODALITIES, Model
 from mmlab.types import EncoderOutput
 
@@ -59,6 +60,7 @@ def _noisy(enc: EncoderOutput, sigma: float, std: tuple[torch.Tensor, torch.Tens
     return enc._replace(tokens=enc.tokens + noise_t, pooled=enc.pooled + noise_p, detail=detail)
 
 
+@without_maps()  # a whole split: no attention maps built only to be thrown away
 def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | None = None,
          std: dict | None = None, gen: torch.Generator | None = None) -> dict:
     """Fusion + heads over the stored encoder outputs under one condition. ``drop``: None, a
@@ -71,8 +73,7 @@ def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | N
             m, sigma = noise
             enc = {**enc, m: _noisy(enc[m], sigma, std[m], gen)}
         d = {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict) else drop
-        with model.without_maps():
-            out = model.head_forward(enc, d)
+        out = model.head_forward(enc, d)
         for t, logit in out.logits.items():
             probs.setdefault(t, []).append(logit.float().softmax(-1))
         if out.mask is not None:

@@ -6,12 +6,14 @@ import torch
 
 from mmlab import metrics
 from mmlab.data.base import MMDataset
+from mmlab.fusion.base import without_maps
 from mmlab.model import Model
 
 RETRIEVAL_POOL = 1000  # image<->text retrieval is scored among this many test pairs
 
 
 @torch.inference_mode()
+@without_maps()  # a whole split: no attention maps built only to be thrown away
 def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256, prepared=None) -> dict:
     """Run the model over a split. Returns {"probs": {target: (N, C)}, "mask": (N, S, S) probs or None,
     "embeddings": {"image","text","fused": (N, D)}}."""
@@ -24,8 +26,7 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     captions, generated_images = [], []
     for s in range(0, prepared.n, batch_size):
         idx = torch.arange(s, min(s + batch_size, prepared.n))
-        with model.without_maps():
-            out = run_model(model, prepared.inputs(idx), drop)
+        out = run_model(model, prepared.inputs(idx), drop)
         for t, logit in out.logits.items():
             probs[t].append(logit.softmax(-1).float())
         if out.mask is not None:

@@ -94,13 +94,6 @@ class Model(nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text_encoder.tokenize(texts)
 
-    def without_maps(self):
-        """A context: inside (on this thread), fusion builds no attention maps it would only throw
-        away (whole-split scoring), so strategies with a fused kernel use it. Other outputs are unchanged."""
-        from mmlab.fusion.base import without_maps
-
-        return without_maps()
-
     def encoder(self, modality: str) -> nn.Module:
         return self.image_encoder if modality == "image" else self.text_encoder
 

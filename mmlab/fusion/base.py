@@ -21,7 +21,7 @@ _state = threading.local()
 
 
 def maps_wanted() -> bool:
-    """False inside ``Model.without_maps()`` on this thread (a whole split being scored): a strategy
+    """False inside ``without_maps()`` on this thread (a whole split being scored): a strategy
     may then skip building attention maps and use a fused kernel; its other outputs are the same.
     Per thread, so a Playground request served beside a Compare run still gets its maps."""
     return getattr(_state, "maps", True)

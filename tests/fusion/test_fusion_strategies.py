@@ -114,9 +114,9 @@ def test_transformer_returns_full_self_attention_for_rollout():
 
 @pytest.mark.parametrize("name", available())
 def test_scoring_without_maps_changes_nothing_but_the_maps(name):
-    """Model.without_maps (whole-split scoring) lets a strategy skip its maps and use a fused
-    kernel (the transformer does); the fused vector, tokens and logits stay the same. The switch is
-    per thread: a request served beside it on another thread still gets its maps."""
+    """without_maps (whole-split scoring: predict_dataset, the ablation) lets a strategy skip its
+    maps and use a fused kernel (the transformer does); the fused vector, tokens and logits stay
+    the same. The switch is per thread: a request served beside it still gets its maps."""
     import threading
 
     from mmlab.fusion import base
