@@ -50,11 +50,14 @@ def build_demo(checkpoints_root: str | os.PathLike | None = None) -> gr.Blocks:
     atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
     examples = handlers.prepare_examples(example_dir)
 
+    # the only files opened by path: what was uploaded to this server, and the demo's own examples
+    allowed = (*handlers.upload_folders(), example_dir)
+
     def answer(image, text, checkpoint, token):
-        return handlers.predict(image, text, checkpoint, token, root=root)
+        return handlers.predict(image, text, checkpoint, token, root=root, allowed=allowed)
 
     def answer_sentence(image, text, checkpoint):
-        return handlers.predict(image, text, checkpoint, WHOLE_SENTENCE, root=root)
+        return handlers.predict(image, text, checkpoint, WHOLE_SENTENCE, root=root, allowed=allowed)
 
     def tokens(text, checkpoint):
         return gr.Dropdown(choices=handlers.token_choices(text, checkpoint, root=root), value=WHOLE_SENTENCE)

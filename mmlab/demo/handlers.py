@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mmlab import zoo  # noqa: E402
-from mmlab.data.images import MAX_BYTES, ImageLike, load_image  # noqa: E402
+from mmlab.data.images import ImageLike, load_image  # noqa: E402
 from mmlab.data.text import clean_text  # noqa: E402
 from mmlab.demo.overlay import WHOLE_SENTENCE, attention_map, heat_overlay, mask_overlay  # noqa: E402
 from mmlab.errors import InputError  # noqa: E402
@@ -81,25 +81,61 @@ def load(name: str | None, root: str | os.PathLike | None = None):
 
 
 # ---- inputs -----------------------------------------------------------------------------
-def image_source(value) -> ImageLike:
-    """What the image widget sends (a file path, Gradio's file payload dict, bytes, an array
-    or a PIL image) -> something ``load_image`` reads. Raises ``InputError`` when empty."""
+REFUSED_PATH = "image must be uploaded to this demo (send the picture itself, not a path on the server)"
+MAX_DATA_URL_BYTES = 20 * 1024 * 1024  # the same limit as the demo's uploads (``app.MAX_UPLOAD``)
+
+
+def upload_folders() -> tuple[Path, ...]:
+    """Where files uploaded to a Gradio server land (Gradio's cache): the only folder whose files
+    the demo opens by path, besides its own examples."""
+    from gradio.utils import get_upload_folder
+
+    return (Path(get_upload_folder()),)
+
+
+def _inside(path: Path, folders) -> bool:
+    real = Path(os.path.realpath(path))
+    for folder in folders:
+        root = Path(os.path.realpath(folder))
+        if real != root and real.is_relative_to(root):
+            return True
+    return False
+
+
+def image_source(value, allowed=None) -> ImageLike:
+    """What the image widget sends (Gradio's file payload dict, a file path, bytes, an array or a
+    PIL image) -> something ``load_image`` reads. Raises ``InputError`` when empty or refused.
+
+    A path, given alone or inside a payload, is opened only when it lies inside one of ``allowed``
+    (default: Gradio's upload folder), after resolving ``..`` and symbolic links: the handlers run
+    with ``preprocess=False``, so a caller of the API could otherwise name any file on the server.
+    Every refused path gets the same message, whether or not the file exists (no existence oracle).
+    """
+    folders = upload_folders() if allowed is None else tuple(allowed)
     if value is None or (isinstance(value, (str, bytes)) and not value):
         raise InputError("no image: pick an example or upload a picture")
     if isinstance(value, dict):
         path, url = value.get("path"), value.get("url") or ""
         if path:
-            return str(path)
-        if url.startswith("data:") and "," in url:
+            value = path
+        elif isinstance(url, str) and url.startswith("data:") and "," in url:
             encoded = url.split(",", 1)[1]
-            if len(encoded) > MAX_BYTES * 4 // 3 + 4:
-                raise InputError(f"image upload too large (limit {MAX_BYTES} bytes)")
+            if len(encoded) > MAX_DATA_URL_BYTES * 4 // 3 + 4:
+                raise InputError(f"image upload too large (limit {MAX_DATA_URL_BYTES // 2**20} MB)")
             try:
                 return base64.b64decode(encoded, validate=False)
             except ValueError:
                 raise InputError("image data is not valid base64") from None
-        raise InputError("no image: pick an example or upload a picture")
-    if isinstance(value, Path):
+        elif url:
+            raise InputError(REFUSED_PATH)
+        else:
+            raise InputError("no image: pick an example or upload a picture")
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            if not _inside(Path(value), folders):
+                raise InputError(REFUSED_PATH)
+        except (OSError, ValueError):  # a NUL byte, an unreadable link: refused the same way
+            raise InputError(REFUSED_PATH) from None
         return str(value)
     return value
 
@@ -119,10 +155,10 @@ def _unique(tokens: list[str]) -> list[str]:
 
 
 # ---- handlers ---------------------------------------------------------------------------
-def _answer(image, text, checkpoint, token, root):
+def _answer(image, text, checkpoint, token, root, allowed):
     model = load(checkpoint, root)
     text = clean_text(text)
-    picture = load_image(image_source(image))
+    picture = load_image(image_source(image, allowed))
     pred = model.predict(picture, text)
     shown = display_image(picture)  # (H, W, 3)
     notes: list[str] = []
@@ -159,16 +195,17 @@ def _answer(image, text, checkpoint, token, root):
 
 
 def predict(image, text: str, checkpoint: str | None, token: str | None = WHOLE_SENTENCE, *,
-            root: str | os.PathLike | None = None):
+            root: str | os.PathLike | None = None, allowed=None):
     """Answer one (image, sentence) pair with one zoo checkpoint.
 
     Returns (probabilities {class: p}, attention overlay (H, W, 3) uint8 or None, mask
     overlay (H, W, 3) uint8 or None, details (JSON-able: label, probabilities, tokens,
     attention (h, w) list, mask (S, S) list, notes), a Markdown summary). H, W: the picture
     scaled to a longer side of ``DISPLAY_SIDE``. Raises ``gr.Error`` with a one-line message.
+    ``allowed``: the folders whose files may be opened by path (``image_source``).
     """
     try:
-        return _answer(image, text, checkpoint, token, root)
+        return _answer(image, text, checkpoint, token, root, allowed)
     except InputError as e:
         raise gr.Error(str(e), title="Cannot answer", print_exception=False) from None
     except gr.Error:

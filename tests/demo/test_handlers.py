@@ -10,8 +10,22 @@ import pytest
 from PIL import Image
 
 from mmlab.demo import handlers
-from mmlab.demo.handlers import DISPLAY_SIDE, predict, token_choices
+from mmlab.demo.handlers import DISPLAY_SIDE, REFUSED_PATH, token_choices
 from mmlab.demo.overlay import WHOLE_SENTENCE
+
+_ALLOWED: list = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _uploads_live_in_pytest_temp(tmp_path_factory):
+    """The examples and the bad files of these tests live under pytest's temporary folder: the
+    handler may open files there (in a server, only Gradio's upload folder and the examples)."""
+    _ALLOWED[:] = [tmp_path_factory.getbasetemp()]
+
+
+def predict(image, *args, **kw):
+    kw.setdefault("allowed", tuple(_ALLOWED))
+    return handlers.predict(image, *args, **kw)
 
 
 def _check_answer(out, classes, shown_hw):
@@ -159,3 +173,43 @@ def test_every_ui_event_runs_through_gradio(zoo_root, classes):
     checkpoint, warning = asyncio.run(run("refresh", []))
     assert checkpoint["value"] == "tiny" and warning["visible"] is False
     assert checkpoint["choices"][0][0].startswith("tiny · cross_attention · mask")
+
+
+def test_paths_outside_the_upload_folders_are_refused_alike(zoo_root, examples, tmp_path, monkeypatch):
+    """A path the caller names is opened only inside the allowed folders; every other path, existing or
+    not, a file or a folder, relative or through a symbolic link, gets the same one message."""
+    outside = tmp_path / "private.png"
+    Image.open(examples[0][0]).save(outside)
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "link.png").symlink_to(outside)
+    monkeypatch.chdir(tmp_path)
+    for path in (str(outside), "private.png", "allowed/../private.png", str(tmp_path / "allowed" / "link.png"),
+                 "/root/.ssh/id_rsa", "/root", "/etc/shadow", "/nonexistent/x.png", "/etc/passwd\x00.png"):
+        for value in (path, {"path": path}, {"path": path, "meta": {"_type": "gradio.FileData"}}):
+            with pytest.raises(gr.Error) as err:
+                handlers.predict(value, "the red circle", "tiny", None, root=zoo_root,
+                                 allowed=(tmp_path / "allowed",))
+            assert err.value.message == REFUSED_PATH
+    with pytest.raises(gr.Error) as err:  # a remote URL is never fetched
+        handlers.predict({"url": "http://10.255.255.1/x.png"}, "the red circle", "tiny", None, root=zoo_root)
+    assert err.value.message == REFUSED_PATH
+    inside = tmp_path / "allowed" / "mine.png"
+    Image.open(examples[0][0]).save(inside)  # an uploaded file is answered
+    assert handlers.predict({"path": str(inside)}, "the red circle", "tiny", None, root=zoo_root,
+                            allowed=(tmp_path / "allowed",))[3]["label"]
+
+
+def test_default_folder_is_gradios_upload_folder(examples):
+    from gradio.utils import get_upload_folder
+
+    assert handlers.upload_folders() == (__import__("pathlib").Path(get_upload_folder()),)
+    with pytest.raises(Exception, match="must be uploaded"):
+        handlers.image_source(examples[0][0])  # pytest's temporary folder is not an upload folder
+
+
+def test_data_url_is_held_to_the_upload_limit():
+    import base64
+
+    big = "data:image/png;base64," + base64.b64encode(b"\0" * (handlers.MAX_DATA_URL_BYTES + 10)).decode()
+    with pytest.raises(Exception, match="too large"):
+        handlers.image_source({"url": big})

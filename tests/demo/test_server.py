@@ -144,3 +144,22 @@ def test_api_cannot_read_server_files(served, examples, tmp_path):
         event = httpx.post(call, json={"data": [payload, "the red circle", "tiny", None]}).json()["event_id"]
         reply = httpx.get(f"{call}/{event}", timeout=60).text
         assert reply.startswith("event: error") and "confidences" not in reply
+
+
+def test_api_payload_without_upload_metadata_cannot_read_server_files(served, examples, tmp_path):
+    """A payload with a bare path skips Gradio's own "was this uploaded?" check (the handler takes the
+    raw payload): the handler refuses it, with one message whatever the file, so nothing leaks."""
+    import httpx
+
+    demo, _, _ = served
+    picture = tmp_path / "private.png"
+    Image.open(examples[0][0]).save(picture)
+    call = f"{demo.local_url}gradio_api/call/predict"
+    replies = set()
+    for path in (str(picture), "docs/screenshots/home.png", "/root/.ssh/id_rsa", "/root", "/etc/shadow",
+                 "/nonexistent.png"):
+        event = httpx.post(call, json={"data": [{"path": path}, "the red circle", "tiny", None]}).json()["event_id"]
+        reply = httpx.get(f"{call}/{event}", timeout=60).text
+        assert reply.startswith("event: error") and "confidences" not in reply
+        replies.add(reply.split("data:", 1)[1].strip())
+    assert len(replies) == 1 and "must be uploaded" in replies.pop()
