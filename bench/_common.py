@@ -182,12 +182,12 @@ def untrained(fusion: str, *, dim: int = 64, mask: bool = True, seed: int = 0):
     from mmlab.config import ModelConfig
     from mmlab.data import load_dataset
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
     train = load_dataset("shapes", "train", n=512)
     torch.manual_seed(seed)
     cfg = ModelConfig(fusion=fusion, targets={"label": SHAPES_CLASSES}, mask=mask, dim=dim)
-    model = Model(cfg, classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
+    model = build_model(cfg, classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
     model.eval()
     return model, f"untrained {fusion}: shapes, cnn + bigru, dim {dim}, mask {mask}"
 
@@ -230,7 +230,7 @@ def predict_pair(model, image, text: str, device):
 
     text = clean_text(text)
     with torch.inference_mode(), amp(device):
-        x = model.preprocess([image]).to(device)
+        x = model.preprocess([image])[0].to(device)
         out = model(x, move(model.tokenize([text]), device))
         out = move(out, torch.device("cpu"))
     return model._prediction(out, text)

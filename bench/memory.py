@@ -1,7 +1,7 @@
 """Peak memory (RSS) of a process with the whole zoo loaded.
 
 This process stands in for the app's: it imports streamlit and mmlab (baseline), loads every
-zoo checkpoint through ``mmlab.zoo.load_model`` (the app's cached loader), then predicts one
+zoo checkpoint through ``mmlab.load`` (the app's cached loader), then predicts one
 test pair with each (so that lazily built parts such as pretrained backbones exist). RSS after
 each stage and the peak (``VmHWM`` from ``/proc/self/status``; ``ru_maxrss`` elsewhere) are
 reported in MB. With an empty zoo, untrained shapes models of every registered strategy stand
@@ -45,8 +45,8 @@ def main() -> None:
         import streamlit  # noqa: F401
     import numpy as np
 
-    from mmlab import fusion, zoo
-    from mmlab.model import Model  # noqa: F401
+    import mmlab
+    from mmlab import fusion
 
     stages["imports"] = rss()
     entries = C.zoo_entries()
@@ -56,7 +56,7 @@ def main() -> None:
     models = []
     if entries:
         for e in entries:
-            models.append((e["name"], zoo.load_model(e["dir"]), e))
+            models.append((e["name"], mmlab.load(e["dir"]), e))
     else:
         for s in (["concat", "cross_attention"] if args.quick else fusion.available()):
             models.append((f"untrained-{s}", C.untrained(s, dim=32 if args.quick else 64)[0], None))

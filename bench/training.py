@@ -79,10 +79,10 @@ def _shapes_model(fusion: str, train, *, dim: int, mask: bool):
 
     from mmlab.config import ModelConfig
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
     torch.manual_seed(0)
-    return Model(ModelConfig(fusion=fusion, targets={"label": C.SHAPES_CLASSES}, mask=mask, dim=dim),
+    return build_model(ModelConfig(fusion=fusion, targets={"label": C.SHAPES_CLASSES}, mask=mask, dim=dim),
                  classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
 
 

@@ -1,10 +1,19 @@
 """Checkpoints: a folder with ``model.safetensors`` + ``config.json``. Never pickle.
 
-config.json holds the format name and version, the model and training configs, class names,
-the word vocabulary, the dataset it was trained on and the metrics it reached. Weights of
-frozen pretrained encoders are not copied: they come from the installed package on load.
-Writes are atomic (a temporary folder, then a rename), so an interrupted save never leaves
-a half-written checkpoint where a good one was.
+config.json holds the format name and version, the model config, class names, the word
+vocabulary, the experiment that made it, the metrics it reached and the record of its domain
+(``mmlab.domain``; its matrices in ``domain.safetensors``). Weights of frozen pretrained encoders are not copied: they come from the
+installed package on load. Writes are atomic (a temporary folder, then a rename), so an
+interrupted save never leaves a half-written checkpoint where a good one was.
+
+A checkpoint comes from anywhere, so ``load`` trusts nothing in it: the JSON's size and depth,
+every config value (types, bounds, encoder names that would need a download), the model's size
+(measured on the ``meta`` device, allocating nothing) and the weights' shapes (read from the
+file's header) are checked before any memory is allocated, and weights with NaN or infinity are
+refused. Every refusal is one ``InputError`` line.
+
+Format versions: 1 built the stand-ins for a missing modality whatever ``missing`` said; 2 keeps
+only the one used. Version 1 checkpoints load (their unused stand-in weights are dropped).
 """
 from __future__ import annotations
 
@@ -16,20 +25,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from mmlab.config import ModelConfig, from_dict
+from mmlab.config import ModelConfig, check_bounds, from_dict
 from mmlab.errors import InputError
-from mmlab.model import Model
+from mmlab.model import Model, build_model
 
 FORMAT = "mmlab-checkpoint"
-FORMAT_VERSION = 1
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FORMAT_VERSION = 2
+WEIGHTS, CONFIG, DOMAIN = "model.safetensors", "config.json", "domain.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
+MAX_PARAMETERS = 200_000_000  # a model this size is no mmlab model (the zoo's largest has ~1.3 M)
+MAX_CLASSES = 10_000
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 FP16_MAX = 60000.0  # a tensor with larger values stays float32 (float16 tops out at 65504)
+EXTRA = "__extra__."
 
 
 def state_to_save(model: Model) -> dict[str, torch.Tensor]:
@@ -75,15 +87,19 @@ def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
         "tokenizer": model.tokenizer_json,
         "parameters": model.num_parameters(),
         "weights": weights,
+        "eval_drop": model.eval_drop,
+        **({"domain": model.domain.to_json()} if model.domain is not None else {}),
         **(meta or {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tensors = {k: v.to(dtype) if _storable(v, dtype) else v for k, v in state_to_save(model).items()}
+        if model.domain is not None:
+            write_domain(model.domain, tmp)
         if extra_tensors:
-            tensors.update({f"__extra__.{k}": v.detach().contiguous().clone() for k, v in extra_tensors.items()})
+            tensors.update({f"{EXTRA}{k}": v.detach().contiguous().clone() for k, v in extra_tensors.items()})
         save_file(tensors, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False, allow_nan=False))
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -111,8 +127,7 @@ def _recover(path: Path) -> Path:
     return path
 
 
-def read_config(path: str | os.PathLike) -> dict:
-    """Validate a checkpoint folder and return its config.json, or raise ``InputError``."""
+def _folder(path: str | os.PathLike) -> Path:
     path = _recover(Path(path))
     if path.is_file() and path.name == CONFIG:
         path = path.parent
@@ -123,15 +138,23 @@ def read_config(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: not an mmlab checkpoint (expected a folder with {WEIGHTS} and {CONFIG})")
     if not path.is_dir():
         raise InputError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Validate a checkpoint folder and return its config.json, or raise ``InputError``."""
+    path = _folder(path)
     cfg_file, weights = path / CONFIG, path / WEIGHTS
     if not cfg_file.is_file() or not weights.is_file():
         raise InputError(f"{path}: not an mmlab checkpoint (needs {WEIGHTS} and {CONFIG})")
     if cfg_file.stat().st_size > MAX_CONFIG_BYTES:
         raise InputError(f"{cfg_file}: config too large")
     try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        config = json.loads(cfg_file.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{cfg_file}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{cfg_file}: JSON nested too deeply") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{path}: not an mmlab checkpoint (config.json has no format {FORMAT!r})")
     version = config.get("format_version")
@@ -141,57 +164,143 @@ def read_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def _no_constant(name: str):
+    raise InputError(f"config.json holds {name}, which is not a number")
+
+
 def validate_config(cfg: ModelConfig) -> None:
-    """Refuse configs that would build a broken or absurd model."""
-    if not isinstance(cfg.dim, int) or not 4 <= cfg.dim <= 4096:
-        raise InputError(f"model dim must be an integer in [4, 4096], got {cfg.dim!r}")
-    if not isinstance(cfg.image_size, int) or not 8 <= cfg.image_size <= 1024:
-        raise InputError(f"image_size must be an integer in [8, 1024], got {cfg.image_size!r}")
-    if not isinstance(cfg.targets, dict) or not all(isinstance(n, int) and 1 <= n <= 100_000
-                                                    for n in cfg.targets.values()):
-        raise InputError("targets must map names to class counts >= 1")
-    if not isinstance(cfg.fusion_options, dict):
-        raise InputError("fusion_options must be an object")
-    if cfg.missing not in ("zeros", "learned", "impute"):
-        raise InputError(f"missing must be zeros, learned or impute; got {cfg.missing!r}")
+    """Refuse configs that would build a broken or absurd model, or reach for the network."""
+    check_bounds(cfg)
+    if not isinstance(cfg.image_size, int):
+        raise InputError("image_size must be an integer")
+    if not all(isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_CLASSES
+               for k, n in cfg.targets.items()):
+        raise InputError(f"targets must map names to class counts in [1, {MAX_CLASSES}]")
+    if cfg.image_encoder.startswith("timm:") and cfg.pretrained:
+        from mmlab.encoders.pretrained import TIMM_WEIGHTS_ENV
+
+        if not os.environ.get(TIMM_WEIGHTS_ENV):
+            raise InputError(f"image encoder {cfg.image_encoder!r} needs pretrained weights on this machine "
+                             f"(set {TIMM_WEIGHTS_ENV}); mmlab never downloads them")
+    from mmlab.fusion import check_options, get
+
+    get(cfg.fusion)
+    check_options(cfg.fusion, cfg.dim, cfg.fusion_options)
 
 
-def load(path: str | os.PathLike, *, with_extras: bool = False):
-    """Load a checkpoint folder into a ready ``Model`` in eval mode (``InputError`` if it is not one)."""
-    path = _recover(Path(path))
-    config = read_config(path)
-    if path.is_file():
-        path = path.parent
+def _migrate(version: int, cfg: ModelConfig, tensors: dict) -> dict:
+    """Weights (or their shapes) of an older format, as this format names them."""
+    if version < 2:  # version 1 kept both stand-ins for a missing modality
+        unused = [p for p, used in (("missing_token.", cfg.missing == "learned"), ("impute.", cfg.missing == "impute"))
+                  if not used]
+        tensors = {k: v for k, v in tensors.items() if not any(k.startswith(p) for p in unused)}
+    return tensors
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file, from its header only."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise InputError(f"{weights}: unreadable weights ({e})") from None
+
+
+def _build(path: Path, config: dict) -> tuple[Model, int]:
+    """The model config.json describes, checked on the ``meta`` device (nothing allocated) against the
+    weights file's header before it is built for real."""
+    version = config["format_version"]
     try:
         if not isinstance(config.get("model"), dict) or not isinstance(config.get("classes", {}), dict):
             raise InputError("config.json 'model' must be a ModelConfig object and 'classes' an object")
         cfg = from_dict(ModelConfig, config["model"])
         validate_config(cfg)
-        classes = {str(k): [str(c) for c in v] for k, v in config.get("classes", {}).items()}
+        classes = {str(k): [str(c) for c in v] for k, v in config.get("classes", {}).items() if isinstance(v, list)}
         for t, n in cfg.targets.items():
             if len(classes.get(t, [])) != n:
                 raise InputError(f"target {t!r} has {n} classes but {len(classes.get(t, []))} class names")
-        model = Model(cfg, classes=classes, tokenizer=config.get("tokenizer"))
+        tokenizer = config.get("tokenizer")
+        if tokenizer is not None and not (isinstance(tokenizer, dict) and isinstance(tokenizer.get("vocab"), list)
+                                          and len(tokenizer["vocab"]) <= 1_000_000):
+            raise InputError("config.json 'tokenizer' must hold a vocabulary list")
+        eval_drop = config.get("eval_drop")
+        if eval_drop not in (None, "image", "text"):
+            raise InputError(f"eval_drop must be image, text or null; got {eval_drop!r}")
+        with torch.device("meta"):
+            probe = build_model(cfg, classes=classes, tokenizer=tokenizer)
+        size = probe.num_parameters()
+        if size > MAX_PARAMETERS:
+            raise InputError(f"the config describes a model of {size:,} parameters (limit {MAX_PARAMETERS:,})")
+        expected = {k: tuple(v.shape) for k, v in state_to_save(probe).items()}
+        del probe
+    except (InputError, KeyError, TypeError, ValueError, AssertionError, RuntimeError, AttributeError,
+            NotImplementedError) as e:
+        raise InputError(f"{path}: checkpoint config does not describe a model ({e})") from None
+    stored = _migrate(version, cfg, {k: s for k, s in _header_shapes(path / WEIGHTS).items()
+                                     if not k.startswith(EXTRA)})
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    bad = [k for k, s in stored.items() if s != expected[k]]
+    if bad:
+        raise InputError(f"{path}: weight shapes do not match the config: {bad[0]} is {stored[bad[0]]}, "
+                         f"expected {expected[bad[0]]}")
+    try:
+        model = build_model(cfg, classes=classes, tokenizer=tokenizer, eval_drop=eval_drop)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError, AttributeError) as e:
-        raise InputError(f"{path}: checkpoint config does not describe a model ({e})") from None
+    return model, version
+
+
+def _read_weights(path: Path, version: int, model: Model) -> tuple[dict, dict]:
+    """(weights, extra tensors) of the file, migrated to this format; non-finite weights are refused."""
     try:
         tensors = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{path / WEIGHTS}: unreadable weights ({e})") from None
-    extras = {k[len("__extra__."):]: v for k, v in tensors.items() if k.startswith("__extra__.")}
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("__extra__.")}
-    expected = state_to_save(model)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise InputError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    bad = [k for k, v in tensors.items() if v.shape != expected[k].shape]
-    if bad:
-        raise InputError(f"{path}: weight shapes do not match the config: {bad[0]} is "
-                         f"{tuple(tensors[bad[0]].shape)}, expected {tuple(expected[bad[0]].shape)}")
+    extras = {k[len(EXTRA):]: v for k, v in tensors.items() if k.startswith(EXTRA)}
+    tensors = _migrate(version, model.cfg, {k: v for k, v in tensors.items() if not k.startswith(EXTRA)})
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise InputError(f"{path}: weight {k} holds NaN or infinity")
+    return tensors, extras
+
+
+def _load(path: str | os.PathLike) -> tuple[Model, dict]:
+    path = _folder(path)
+    config = read_config(path)
+    model, version = _build(path, config)
+    tensors, extras = _read_weights(path, version, model)
     model.load_state_dict(tensors, strict=False)
     model.eval()
     model.meta = config
-    return (model, extras) if with_extras else model
+    model.domain = read_domain(path, config)
+    return model, extras
+
+
+def write_domain(domain, folder: Path) -> None:
+    """The domain record's matrices, beside the weights (its numbers go into config.json)."""
+    save_file({k: v.contiguous() for k, v in domain.tensors().items()}, str(Path(folder) / DOMAIN))
+
+
+def read_domain(path: Path, config: dict):
+    """The checkpoint's ``mmlab.domain.Domain``, or None when it keeps none."""
+    if not isinstance(config.get("domain"), dict):
+        return None
+    from mmlab.domain import Domain
+
+    try:
+        tensors = load_file(str(path / DOMAIN)) if (path / DOMAIN).is_file() else {}
+        return Domain.from_json(config["domain"], tensors)
+    except (KeyError, TypeError, ValueError, SafetensorError, OSError) as e:
+        raise InputError(f"{path}: its domain record is malformed ({e})") from None
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load a checkpoint folder into a ready ``Model`` in eval mode (``InputError`` if it is not one)."""
+    return _load(path)[0]
+
+
+def load_with_state(path: str | os.PathLike) -> tuple[Model, dict[str, torch.Tensor]]:
+    """A resumable training state: the model and the extra tensors saved beside it (optimizer moments)."""
+    return _load(path)

@@ -16,9 +16,12 @@ RETRIEVAL_POOL = 1000  # image<->text retrieval is scored among this many test p
 @without_maps()  # a whole split: no attention maps built only to be thrown away
 def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256, prepared=None) -> dict:
     """Run the model over a split. Returns {"probs": {target: (N, C)}, "mask": (N, S, S) probs or None,
-    "embeddings": {"image","text","fused": (N, D)}}."""
+    "embeddings": {"image","text","fused": (N, D)}}. ``drop``: "image" | "text" | "none", or None for the
+    checkpoint's own test-time drop (``Model.resolve_drop``), or {modality: (N,) bool} per sample."""
     from mmlab.train import Prepared, run_model
 
+    if not isinstance(drop, dict):
+        drop = model.resolve_drop(drop)
     model.eval()
     prepared = prepared or Prepared(model, data)
     probs: dict[str, list] = {t: [] for t in model.cfg.targets}
@@ -26,7 +29,8 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     captions, generated_images = [], []
     for s in range(0, prepared.n, batch_size):
         idx = torch.arange(s, min(s + batch_size, prepared.n))
-        out = run_model(model, prepared.inputs(idx), drop)
+        out = run_model(model, prepared.inputs(idx), {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict)
+                        else drop)
         for t, logit in out.logits.items():
             probs[t].append(logit.softmax(-1).float())
         if out.mask is not None:
@@ -82,4 +86,45 @@ def score(model: Model, data: MMDataset, outputs: dict, *, threshold: float = 0.
 
 
 def evaluate(model: Model, data: MMDataset, *, drop=None, batch_size: int = 256) -> dict:
+    """Metrics of ``model`` on ``data``; ``drop`` as in ``predict_dataset`` (default: the checkpoint's own)."""
     return score(model, data, predict_dataset(model, data, drop=drop, batch_size=batch_size))
+
+
+def score_mask(probs: np.ndarray, truth: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
+    """One predicted mask against its truth, the way every page scores it: probabilities (S, S) over the
+    model's input, truth (H, W) {0, 1} at any size (resized to (S, S), nearest) -> {"iou", "dice"}."""
+    p = np.asarray(probs) >= threshold
+    t = np.asarray(truth) > 0
+    if t.shape != p.shape:
+        from mmlab.viz import resize_map
+
+        t = resize_map(t.astype(np.float32), p.shape, smooth=False) > 0.5
+    return {"iou": float(metrics.mask_iou(p, t)[0]), "dice": float(metrics.mask_dice(p, t)[0])}
+
+
+def experiment_of(model: Model):
+    """The ``Experiment`` a loaded checkpoint was trained with (``InputError`` when it does not say)."""
+    from mmlab.errors import InputError
+    from mmlab.experiment import Experiment
+
+    data = (model.meta or {}).get("experiment")
+    if not isinstance(data, dict):
+        raise InputError("this model does not record the experiment that made it (not a saved checkpoint?)")
+    try:
+        return Experiment.from_json(data)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"the checkpoint's experiment record is malformed ({e})") from None
+
+
+def split_of(model: Model, split: str = "test", *, n: int | None = None, seed: int | None = None) -> MMDataset:
+    """The split of the dataset a checkpoint was trained on, with the options it was trained with (image
+    noise, caption noise, ...): the data its metrics describe. ``seed``: another generator seed."""
+    from mmlab.experiment import load_split
+
+    return load_split(experiment_of(model), split, n=n, seed=seed)
+
+
+def evaluate_checkpoint(model: Model, *, split: str = "test", n: int | None = None, seed: int | None = None,
+                        drop=None) -> dict:
+    """``evaluate`` on the checkpoint's own split (``split_of``): what ``mmlab eval`` and Compare show."""
+    return evaluate(model, split_of(model, split, n=n, seed=seed), drop=drop)

@@ -15,14 +15,14 @@ Plain functions returning numpy arrays the app overlays; nothing here draws.
   strategies without attention; ``upsample``, ``map_to_mask`` and ``score_map`` turn a map
   into an overlay or a binary mask scored against a ground-truth mask (IoU / Dice).
 
-Conventions read from ``FusionOutput``: ``attention["layer{l}"]`` (B, H, T, P) holds text ->
-image cross-attention (the contract of ``mmlab.types``). A strategy with joint
-self-attention over one sequence of image and text tokens (a multimodal transformer) may
-also put each layer's full, row-stochastic map in ``extras["self_attention:layer{l}"]``
-(B, H, N, N); the image and text positions in that sequence come from the fusion module's
-``joint_slices(num_patches, num_tokens) -> {"image": slice, "text": slice}`` when it has one,
-else the sequence is taken as ``[prefix tokens (CLS, ...), P image tokens, T text tokens]``.
-When such maps are present, rollout and relevance use them (the original, square rules).
+Every map is computed on the one forward pass ``Model.run_pair`` (the pass ``predict`` makes,
+with the checkpoint's test-time drop). Conventions read from ``FusionOutput``:
+``attention["layer{l}"]`` (B, H, T, P) holds text -> image cross-attention (the contract of
+``mmlab.types``). A strategy with joint self-attention over one sequence of image and text
+tokens (a multimodal transformer) also returns each layer's full, row-stochastic map in
+``joint_attention["layer{l}"]`` (B, H, N, N) and says where the image and text tokens sit in
+that sequence (``joint_slices(num_patches, num_tokens) -> {"image": slice, "text": slice}``);
+rollout and relevance then use those maps (the original, square rules).
 """
 from __future__ import annotations
 
@@ -35,17 +35,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmlab.data.images import ImageLike
+from mmlab.data.images import ImageLike, load_image
+from mmlab.data.letterbox import fit
 from mmlab.data.text import clean_text
 from mmlab.errors import InputError
 from mmlab.viz import normalize  # noqa: F401 - re-exported: explain.normalize / overlay.normalize
 from mmlab.metrics import mask_dice, mask_iou
 
 if TYPE_CHECKING:
-    from mmlab.model import Model
+    from mmlab.model import Model, PairRun
 
 METHODS = ("attention", "rollout", "relevance", "gradcam")
-SELF_ATTENTION = "self_attention:"  # extras key prefix of joint self-attention maps (B, H, N, N)
 
 
 class NoAttentionError(InputError):
@@ -53,36 +53,17 @@ class NoAttentionError(InputError):
 
 
 class ExplainResult(NamedTuple):
-    """map: (h, w) float in [0, 1] (min-max normalised); method_used: the method that made it
-    (``"gradcam"`` when an attention method was asked of a strategy without attention);
-    tokens: the text tokens the rows refer to; note: why the method differs from the one asked."""
+    """map: (h, w) float in [0, 1] (min-max normalised) over the model's square input; method_used: the
+    method that made it (``"gradcam"`` when an attention method was asked of a strategy without
+    attention); tokens: the text tokens the rows refer to; note: why the method differs from the one
+    asked; view: how the picture sits in the model's input (``view.to_original(map)`` draws the map on
+    the picture, ``view.peak(map)`` is its peak in the picture's own pixels)."""
 
     map: np.ndarray
     method_used: str
     tokens: list[str]
     note: str = ""
-
-
-class _Run(NamedTuple):
-    out: object  # mmlab.model.ModelOutput
-    image_tokens: torch.Tensor  # (1, P, D) the image encoder's tokens, before any drop
-    image_pooled: torch.Tensor  # (1, D)
-    grid: tuple[int, int]
-    num_words: int  # T, the text encoder's token count
-    tokens: list[str]
-
-
-# ---- running the model ------------------------------------------------------------------
-@contextmanager
-def _evaluating(model):
-    """Hold the model's lock and run it in eval mode, restoring its mode afterwards."""
-    with model._lock:
-        was_training = model.training
-        model.eval()
-        try:
-            yield
-        finally:
-            model.train(was_training)
+    view: object = None
 
 
 def _grid(enc, num_patches: int) -> tuple[int, int]:
@@ -94,17 +75,6 @@ def _grid(enc, num_patches: int) -> tuple[int, int]:
     return side, side
 
 
-def _run(model: Model, image: ImageLike, text: str, drop) -> _Run:
-    """One forward pass on one pair, inside whatever grad mode the caller set."""
-    text = clean_text(text)
-    x = model.preprocess([image])  # (1, 3, S, S)
-    encoded = model.encode(x, model.tokenize([text]))
-    out = model.head_forward(encoded, drop)
-    img = encoded["image"]
-    return _Run(out, img.tokens, img.pooled, _grid(img, img.tokens.shape[1]), encoded["text"].tokens.shape[1],
-                model.text_encoder.token_strings(text))
-
-
 def _layer_keys(maps: dict) -> list[str]:
     def index(key: str) -> int:
         m = re.search(r"(\d+)$", key)
@@ -113,28 +83,29 @@ def _layer_keys(maps: dict) -> list[str]:
     return sorted(maps, key=index)
 
 
-def _self_attention(run: _Run) -> list[torch.Tensor]:
-    extras = run.out.fusion.extras or {}
-    maps = {k[len(SELF_ATTENTION):]: v for k, v in extras.items() if k.startswith(SELF_ATTENTION)}
+def _self_attention(run: PairRun) -> list[torch.Tensor]:
+    maps = run.out.fusion.joint_attention or {}
     return [maps[k] for k in _layer_keys(maps)]
 
 
-def _cross_attention(run: _Run) -> list[torch.Tensor]:
+def _cross_attention(run: PairRun) -> list[torch.Tensor]:
     maps = run.out.fusion.attention or {}
     return [maps[k] for k in _layer_keys(maps)]
 
 
 def _joint_slices(model, num_patches: int, num_tokens: int, n: int) -> tuple[slice, slice]:
-    if hasattr(model.fusion, "joint_slices"):
-        s = model.fusion.joint_slices(num_patches, num_tokens)
-        return s["image"], s["text"]
-    start = n - num_patches - num_tokens
-    if start < 0:
+    """Where the image patches and the text tokens sit in a joint sequence of ``n``: the strategy says
+    (``joint_slices``); a strategy with joint attention must."""
+    if not hasattr(model.fusion, "joint_slices"):
+        raise InputError(f"fusion {model.cfg.fusion!r} returns joint attention but not where its image and text "
+                         "tokens sit (joint_slices)")
+    s = model.fusion.joint_slices(num_patches, num_tokens)
+    if s["image"].stop > n or s["text"].stop > n:
         raise InputError(f"joint attention over {n} tokens cannot hold {num_patches} patches and {num_tokens} words")
-    return slice(start, start + num_patches), slice(n - num_tokens, n)
+    return s["image"], s["text"]
 
 
-def _require_attention(model, run: _Run) -> None:
+def _require_attention(model, run: PairRun) -> None:
     if not _self_attention(run) and not _cross_attention(run):
         raise NoAttentionError(
             f"fusion {model.cfg.fusion!r} has no text-to-image attention; use grad_cam for its map")
@@ -196,7 +167,7 @@ def _grads(score: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tenso
 @contextmanager
 def _with_grad(model):
     """Eval mode under the model's lock, with autograd on even if the caller is in inference mode."""
-    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+    with model.evaluating(), torch.inference_mode(False), torch.enable_grad():
         yield
 
 
@@ -221,7 +192,7 @@ def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: f
     connection added as identity: ``Â_l = residual * I + (1 - residual) * mean_heads(A_l)``
     (rows renormalised), ``R = Â_L ... Â_1``.
 
-    With joint self-attention (``extras["self_attention:layer{l}"]``, square maps) this is
+    With joint self-attention (``joint_attention["layer{l}"]``, square maps) this is
     the original rule, and the answer is the text rows / image columns of R.
 
     Pure text -> image cross-attention maps (T, P) are not square, so the product is taken
@@ -237,10 +208,10 @@ def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: f
     """
     if not 0.0 <= residual < 1.0:
         raise InputError(f"residual must be in [0, 1), got {residual}")
-    with _evaluating(model), torch.no_grad():
-        run = _run(model, image, text, drop)
+    with model.evaluating(), torch.no_grad():
+        run = model.run_pair(image, text, drop=drop)
     _require_attention(model, run)
-    P = run.image_tokens.shape[1]
+    P = run.encoded["image"].tokens.shape[1]
     joint = _self_attention(run)
     if joint:
         N = joint[0].shape[-1]
@@ -248,7 +219,7 @@ def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: f
         for A in joint:
             a = residual * torch.eye(N) + (1 - residual) * A[0].float().mean(0)  # (N, N)
             R = (a / a.sum(-1, keepdim=True)) @ R
-        image_s, text_s = _joint_slices(model, P, run.num_words, N)
+        image_s, text_s = _joint_slices(model, P, run.encoded["text"].tokens.shape[1], N)
         rows = R[text_s, image_s]  # (T, P)
     else:
         layers = _cross_attention(run)
@@ -262,7 +233,7 @@ def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: f
             R = a @ R
         rows = R[:T, T:]  # (T, P)
     rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
-    return _to_grid(rows, run.grid)
+    return _to_grid(rows, _grid(run.encoded["image"], P))
 
 
 def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
@@ -277,7 +248,7 @@ def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=No
     Cross-attention (text -> image): ``R = sum_l Ā_l``. This is Chefer's bi-modal rule
     ``R^{ti} += (R̄^{tt})ᵀ Ā R^{ii}`` for an architecture with no self-attention between the
     cross layers (R^{tt} = I, R^{ii} = I), as in ``cross_attention``.
-    Joint self-attention (``extras["self_attention:layer{l}"]``): ``R = I; R += Ā_l R`` per
+    Joint self-attention (``joint_attention["layer{l}"]``): ``R = I; R += Ā_l R`` per
     layer, and the answer is its text rows / image columns.
 
     target: None, a class index or name of the primary target, ``"head:class"``, or ``"mask"``.
@@ -285,7 +256,7 @@ def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=No
     predicted mask misses the object, the mask target's relevance follows the prediction.
     """
     with _with_grad(model):
-        run = _run(model, image, text, drop)
+        run = model.run_pair(image, text, drop=drop)
         _require_attention(model, run)
         joint = _self_attention(run)
         layers = joint or _cross_attention(run)
@@ -295,17 +266,17 @@ def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=No
     for A, g in zip(layers, grads):
         g = torch.zeros_like(A) if g is None else g
         cams.append((g[0] * A[0]).clamp(min=0).mean(0).detach().float())  # (Tq, Tk)
-    P = run.image_tokens.shape[1]
+    P = run.encoded["image"].tokens.shape[1]
     if joint:
         N = cams[0].shape[-1]
         R = torch.eye(N)
         for a in cams:
             R = R + a @ R
-        image_s, text_s = _joint_slices(model, P, run.num_words, N)
+        image_s, text_s = _joint_slices(model, P, run.encoded["text"].tokens.shape[1], N)
         rows = R[text_s, image_s]  # (T, P)
     else:
         rows = torch.stack(cams).sum(0)  # (T, P)
-    return _to_grid(rows, run.grid)
+    return _to_grid(rows, _grid(run.encoded["image"], P))
 
 
 def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
@@ -319,10 +290,10 @@ def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=Non
     ``target`` as in ``relevance``.
     """
     with _with_grad(model):
-        run = _run(model, image, text, drop)
+        run = model.run_pair(image, text, drop=drop)
         score = _target_score(model, run.out, target)
-        g_tok, g_pool = _grads(score, [run.image_tokens, run.image_pooled])
-    tokens = run.image_tokens[0].detach().float()  # (P, D)
+        g_tok, g_pool = _grads(score, [run.encoded["image"].tokens, run.encoded["image"].pooled])
+    tokens = run.encoded["image"].tokens[0].detach().float()  # (P, D)
     if g_tok is not None and bool(g_tok.abs().sum() > 0):
         weights = g_tok[0].float().mean(0)  # (D,)
     elif g_pool is not None:
@@ -330,7 +301,7 @@ def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=Non
     else:
         weights = torch.zeros(tokens.shape[1])
     cam = (tokens @ weights).clamp(min=0)  # (P,)
-    return cam.reshape(run.grid).numpy()  # (h, w)
+    return cam.reshape(_grid(run.encoded["image"], cam.shape[0])).numpy()  # (h, w)
 
 
 # ---- one map for the app ----------------------------------------------------------------
@@ -379,25 +350,62 @@ def explain(model: Model, image: ImageLike, text: str, method: str = "attention"
     """
     if method not in METHODS:
         raise InputError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    picture = load_image(image)  # validated once; every pass below reads the same picture
     tokens = model.text_encoder.token_strings(clean_text(text))
+    view = fit(*picture.size, model.cfg.image_size)
     note = ""
     try:
         if method == "attention":
-            maps = attention_maps(model, image, text, drop=drop)
+            maps = attention_maps(model, picture, text, drop=drop)
             if not maps:
                 raise NoAttentionError(f"fusion {model.cfg.fusion!r} has no text-to-image attention")
-            return ExplainResult(normalize(_pick_token(_pick_attention(maps, layer, head), token)), method, tokens)
+            return ExplainResult(normalize(_pick_token(_pick_attention(maps, layer, head), token)), method, tokens,
+                                 view=view)
         if method == "rollout":
-            return ExplainResult(normalize(_pick_token(rollout(model, image, text, drop=drop), token)), method, tokens)
+            return ExplainResult(normalize(_pick_token(rollout(model, picture, text, drop=drop), token)), method,
+                                 tokens, view=view)
         if method == "relevance":
-            rows = relevance(model, image, text, target=target, drop=drop)
-            return ExplainResult(normalize(_pick_token(rows, token)), method, tokens)
+            rows = relevance(model, picture, text, target=target, drop=drop)
+            return ExplainResult(normalize(_pick_token(rows, token)), method, tokens, view=view)
     except NoAttentionError:
         note = f"{model.cfg.fusion} has no text-to-image attention, so this is Grad-CAM over the image patches"
-    cam = grad_cam(model, image, text, target=target, drop=drop)
+    cam = grad_cam(model, picture, text, target=target, drop=drop)
     if token is not None:
         note = (note + "; " if note else "") + "Grad-CAM explains the whole sentence, not one token"
-    return ExplainResult(normalize(cam), "gradcam", tokens, note)
+    return ExplainResult(normalize(cam), "gradcam", tokens, note, view)
+
+
+def word_index(tokens: list[str], word: str | None) -> int | None:
+    """The index of ``word`` among the text tokens (case-insensitive; None for the whole sentence)."""
+    if word is None or word == "":
+        return None
+    lowered = [t.lower() for t in tokens]
+    if word.lower() not in lowered:
+        raise InputError(f"word {word!r} is not among the sentence's tokens: {', '.join(tokens)}")
+    return lowered.index(word.lower())
+
+
+def explain_pair(model: Model, image: ImageLike, text: str, *, method: str = "attention", word: str | None = None,
+                 drop=None) -> dict:
+    """``mmlab explain``: one map for a word (or the whole sentence) with its peak in the picture's own
+    pixels, whether the pair is in the model's domain, and how far this checkpoint's maps can be
+    trusted (its faithfulness record). JSON-able:
+    {"peak": [x, y], "map": (h, w) list, "method", "word", "tokens", "image_size": [W, H], "grid": [h, w],
+    "in_distribution", "reason", "unknown_words", "note", "fidelity"}."""
+    from mmlab.faithfulness import fidelity_line
+
+    picture = load_image(image)
+    tokens = model.text_encoder.token_strings(clean_text(text))
+    result = explain(model, picture, text, method, token=word_index(tokens, word), drop=drop)
+    pred = model.predict(picture, text, drop=drop)
+    x, y = result.view.peak(result.map)
+    domain = pred.domain
+    return {"peak": [x, y], "map": np.round(result.map, 4).tolist(), "method": result.method_used, "word": word,
+            "tokens": tokens, "image_size": list(picture.size), "grid": list(result.map.shape),
+            "in_distribution": None if domain is None else domain.in_distribution,
+            "reason": "this checkpoint keeps no record of its domain" if domain is None else domain.reason,
+            "unknown_words": [] if domain is None else domain.unknown_words, "label": pred.label,
+            "note": result.note, "fidelity": fidelity_line(model.meta, result.method_used)}
 
 
 # ---- overlays and masks -----------------------------------------------------------------

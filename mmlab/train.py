@@ -19,6 +19,7 @@ from mmlab import distributed, losses
 from mmlab.config import TrainConfig
 from mmlab.data.base import MMDataset
 from mmlab.errors import InputError
+from mmlab.fusion.base import LossTargets
 from mmlab.model import Model
 
 
@@ -42,6 +43,40 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@dataclass
+class ResumeState:
+    """Where an interrupted run stands after its last finished epoch: enough to continue it exactly.
+
+    epoch: epochs done; optimizer: AdamW's state dict; rng: every random state the loop draws from
+    (``capture_rng``): torch's global generator (dropout), the batch-order generator, NumPy's and
+    Python's; history / seconds: of the epochs done.
+    """
+
+    epoch: int
+    optimizer: dict
+    rng: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def capture_rng(batches: torch.Generator) -> dict:
+    """Every random state of the loop: {"torch", "batches", "numpy", "python" (, "cuda")}."""
+    state = {"torch": torch.get_rng_state(), "batches": batches.get_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict, batches: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    batches.set_state(state["batches"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Prepared:
@@ -72,10 +107,26 @@ class Prepared:
         # frozen encoders: their backbone features are computed once per dataset and cached
         self.features: dict[str, dict[str, torch.Tensor]] = {}
         for m in ("image", "text"):
-            if getattr(model.encoder(m), "frozen", False):
+            if model.encoder(m).frozen:
                 from mmlab.features import extract_cached
 
                 self.features[m] = extract_cached(model, m, data, self)
+        self._data, self._model, self._head = data, model, None
+
+    @property
+    def head(self) -> torch.Tensor | None:
+        """(N,) int64: the index of each sentence's named word (``data.info["head_word"]``, the head noun)
+        among the model's text tokens, -1 where it is not among them; None when the data does not say."""
+        words = self._data.info.get("head_word")
+        if words is None:
+            return None
+        if self._head is None:
+            index = []
+            for text, word in zip(self._data.texts, words):
+                tokens = self._model.text_encoder.token_strings(text)
+                index.append(tokens.index(word) if word is not None and word in tokens else -1)
+            self._head = torch.tensor(index, dtype=torch.long)
+        return self._head
 
     def inputs(self, idx: torch.Tensor) -> dict:
         """The model's inputs for the samples ``idx``: {"images", "text", "features"}."""
@@ -103,15 +154,17 @@ def run_model(model: Model, inputs: dict, drop=None):
 
 
 def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The heads' losses (classes, mask, generation, alignment) plus the fusion strategy's own (``Fusion.loss``)."""
     total = out.fusion.fused.new_zeros(())
     for t, logits in out.logits.items():
         y = prepared.targets[t][idx].to(logits.device)
         total = total + cfg.loss_weights.get(t, 1.0) * losses.cross_entropy(logits, y)
+    masks = None
     if out.mask is not None:
         if cfg.mask_loss not in losses.MASK:
             raise InputError(f"unknown mask loss {cfg.mask_loss!r}; choose one of: {', '.join(losses.MASK)}")
-        target = prepared.masks[idx].to(out.mask.device)
-        total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, target)
+        masks = prepared.masks[idx].to(out.mask.device)
+        total = total + cfg.mask_weight * losses.MASK[cfg.mask_loss](out.mask, masks)
     if out.generated is not None:  # seed 001: CE for the caption, MSE for the image
         ids = out.generated["ids"]
         B, T = ids.shape
@@ -125,19 +178,13 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
         total = total + F.mse_loss(out.generated["image"], real)
     if out.contrast is not None:  # CLIP-style InfoNCE over the batch (seed 001)
         total = total + losses.info_nce(*out.contrast, model.contrastive.logit_scale)
-    for name, value in (out.fusion.extras or {}).items():
-        if name.startswith("branch_logits:") and model.primary is not None:
-            # late fusion: each unimodal branch is trained on the primary target by its own CE,
-            # on the samples where its modality is present (not on the stand-in features)
-            y = prepared.targets[model.primary][idx].to(value.device)
-            ce = torch.nn.functional.cross_entropy(value, y, reduction="none")  # (B,)
-            present = out.encoded[name.split(":", 1)[1]].present
-            if present is None:
-                total = total + ce.mean()
-            else:
-                total = total + (ce * present.to(ce.dtype)).sum() / present.sum().clamp_min(1)
-        elif name == "aux_loss":  # a strategy's own regulariser (imputation, ...)
-            total = total + value.mean()
+    head = prepared.head if cfg.attention_weight > 0 else None
+    batch = LossTargets(labels={t: v[idx] for t, v in prepared.targets.items()}, primary=model.primary,
+                        masks=None if prepared.masks is None else prepared.masks[idx],
+                        head=None if head is None else head[idx], weights={"attention": cfg.attention_weight})
+    extra = model.fusion.loss(out.fusion, out.encoded, batch)
+    if extra is not None:
+        total = total + extra
     return total
 
 
@@ -153,9 +200,11 @@ def sample_drop(B: int, cfg: TrainConfig, gen: torch.Generator) -> dict[str, tor
 
 def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | None = None,
         callbacks: tuple[Callback, ...] = (), progress: bool = True, on_epoch_checkpoint=None,
-        start_epoch: int = 0, optimizer_state: dict | None = None) -> FitResult:
-    """Train ``model`` on ``data``. ``on_epoch_checkpoint(epoch, model, optimizer, history)`` is called after
-    every epoch (the CLI writes a resumable checkpoint there).
+        resume: ResumeState | None = None) -> FitResult:
+    """Train ``model`` on ``data``. ``on_epoch_checkpoint(model, ResumeState)`` is called after every epoch
+    (``mmlab.experiment.run`` writes a resumable checkpoint there); ``resume`` continues such a run
+    exactly where it stopped: same batches, same dropout draws, same optimizer moments, so the result
+    is the one an uninterrupted run reaches.
 
     Launched by torchrun (``WORLD_SIZE`` > 1), or inside a process group made beforehand, the same
     call trains data-parallel (``mmlab.distributed``): every rank draws the same permutation, takes
@@ -167,14 +216,13 @@ def fit(model: Model, data: MMDataset, cfg: TrainConfig, *, val: MMDataset | Non
         net = distributed.wrap(model, ctx)  # the model itself, or its DDP wrapper when data-parallel
         try:
             return _fit(model, net, data, cfg, ctx, val=val, callbacks=callbacks, progress=progress,
-                        on_epoch_checkpoint=on_epoch_checkpoint, start_epoch=start_epoch,
-                        optimizer_state=optimizer_state)
+                        on_epoch_checkpoint=on_epoch_checkpoint, resume=resume)
         finally:
             distributed.unwrap(model, ctx, home)
 
 
 def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, ctx: distributed.Context, *,
-         val, callbacks, progress, on_epoch_checkpoint, start_epoch, optimizer_state) -> FitResult:
+         val, callbacks, progress, on_epoch_checkpoint, resume: ResumeState | None) -> FitResult:
     from tqdm.auto import tqdm
 
     from mmlab.evaluate import evaluate
@@ -187,8 +235,9 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
     prepared = Prepared(model, data)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if optimizer_state:
-        opt.load_state_dict(optimizer_state)
+    start_epoch = resume.epoch if resume is not None else 0
+    if resume is not None:
+        opt.load_state_dict(resume.optimizer)
     steps_per_epoch = math.ceil(prepared.n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
 
@@ -200,10 +249,10 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
 
     offset = start_epoch * steps_per_epoch  # a resumed run continues the schedule where it stopped
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s + offset))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(start_epoch):  # replay the permutations so a resumed run sees the same batches
-        torch.randperm(prepared.n, generator=gen)
-    result = FitResult()
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and modality-dropout draws
+    if resume is not None:  # every random state as it was after the last finished epoch
+        restore_rng(resume.rng, gen)
+    result = FitResult(history=list(resume.history) if resume is not None else [])
     t0 = time.perf_counter()
     if ctx.any(any(cb.on_train_begin(total) for cb in callbacks)):
         result.stopped = True
@@ -243,17 +292,19 @@ def _fit(model: Model, net: torch.nn.Module, data: MMDataset, cfg: TrainConfig, 
                 result.stopped = True
                 break
         ctx.sync_buffers(model)  # data-parallel: every rank ends the epoch with rank 0's model
-        logs = {"epoch": epoch + 1, "loss": running / max(seen, 1), "seconds": time.perf_counter() - t0}
+        earlier = resume.seconds if resume is not None else 0.0
+        logs = {"epoch": epoch + 1, "loss": running / max(seen, 1), "seconds": earlier + time.perf_counter() - t0}
         if val is not None and not result.stopped:
             logs.update({f"val_{k}": v for k, v in evaluate(model, val).items() if isinstance(v, float)})
         result.history.append(logs)
         if on_epoch_checkpoint is not None and not result.stopped and ctx.is_main:
-            on_epoch_checkpoint(epoch + 1, model, opt, result.history)
+            on_epoch_checkpoint(model, ResumeState(epoch + 1, opt.state_dict(), capture_rng(gen), list(result.history),
+                                                   logs["seconds"]))
         if result.stopped or ctx.any(any(cb.on_epoch_end(epoch + 1, logs) for cb in callbacks)):
             result.stopped = True
             break
     bar.close()
     model.eval()
-    result.seconds = time.perf_counter() - t0
+    result.seconds = (resume.seconds if resume is not None else 0.0) + time.perf_counter() - t0
     result.steps = step
     return result

@@ -39,7 +39,15 @@ class FusionOutput(NamedTuple):
     attention: {"layer{l}": (B, H, T, P)} text-token -> image-patch attention per layer and
                head, or None for strategies without cross-modal attention.
     logits:    (B, C) class logits decided by the strategy itself (late fusion), else None.
-    extras:    named side outputs (unimodal logits of late fusion, gate values, ...).
+    extras:    named side outputs for people to look at (gate values, unimodal probabilities, ...):
+               ``Model.predict`` passes them on; nothing parses their names.
+    branch_logits: {modality: (B, C)} logits of per-modality classifiers (late fusion), which the
+               strategy's ``loss`` trains; None for strategies without branches.
+    joint_attention: {"layer{l}": (B, H, N, N)} full self-attention over one joint sequence
+               (multimodal transformer), for rollout and relevance; the strategy's
+               ``joint_slices`` says where the image and text tokens sit in it.
+    selection: (B, P) the strategy's own patch selection on the decision path (grounded
+               strategies: what the mask decoder is allowed to see), or None.
     """
 
     fused: torch.Tensor
@@ -47,6 +55,9 @@ class FusionOutput(NamedTuple):
     attention: dict[str, torch.Tensor] | None = None
     logits: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] | None = None
+    branch_logits: dict[str, torch.Tensor] | None = None
+    joint_attention: dict[str, torch.Tensor] | None = None
+    selection: torch.Tensor | None = None
 
 
 class Prediction(NamedTuple):
@@ -59,6 +70,13 @@ class Prediction(NamedTuple):
     embeddings: {"image": (D,), "text": (D,), "fused": (D,)} numpy vectors.
     tokens:     the text tokens the attention rows refer to.
     extras:     other named outputs (gates, unimodal probabilities, ...).
+    view:       how the picture was letterboxed into the model's square input
+                (``mmlab.data.letterbox.ImageView``): ``view.to_original(map)`` draws a map or the
+                mask back on the original picture, ``view.peak(map)`` gives a map's peak in its pixels.
+    in_distribution: False when the input is unlike what the model was trained on (the picture,
+                or every word of the sentence); None when the model keeps no record of its domain.
+    domain:     the full check (``mmlab.domain.DomainCheck``): the reason, the picture's score and
+                threshold, and the words the model never saw.
     """
 
     label: str | None
@@ -68,3 +86,6 @@ class Prediction(NamedTuple):
     embeddings: dict[str, np.ndarray]
     tokens: list[str]
     extras: dict[str, object] | None = None
+    view: object | None = None
+    in_distribution: bool | None = None
+    domain: object | None = None

@@ -42,11 +42,12 @@ class Sample(NamedTuple):
 
 
 # ---- cached loaders -------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
 def _load_model(directory: str, mtime: float):
-    from mmlab import zoo
+    """The model of a checkpoint folder: ``mmlab.load`` keeps one shared, read-only copy per folder and
+    modification time (thread-safe: ``predict`` holds the model's lock)."""
+    import mmlab
 
-    return zoo.load_model(directory)
+    return mmlab.load(directory)
 
 
 def _mtime(entry: dict) -> float:
@@ -308,3 +309,67 @@ def page_header(title: str, intro: str) -> None:
     ensure_router()
     st.title(title)
     st.caption(intro)
+
+
+# ---- training options ---------------------------------------------------------------------------
+def trainable_datasets() -> dict[str, tuple[str, dict]]:
+    """{shown name: (dataset, options)}: the built-in datasets a model trains on, then the user's uploads."""
+    from mmlab.data import trainable
+    from mmlab.data import user
+
+    out = {name: (name, {}) for name in trainable()}
+    out.update({f"yours: {name}": ("folder", user.options(name)) for name in user.names()})
+    return out
+
+
+def option_widgets(*, exclude: set[str], key: str = "t_opt") -> dict:
+    """A widget for every training option (``mmlab.experiment.options``) not in ``exclude``, from its type,
+    choices, bounds and help: a new option in the configs appears here by itself. Returns {name: value}."""
+    from mmlab.experiment import options
+
+    values = {}
+    for opt in options():
+        if opt.name in exclude:
+            continue
+        meta, kind, label = opt.field.metadata, str(opt.field.type), opt.name.replace("_", " ")
+        help_, k = meta.get("help") or None, f"{key}_{opt.name}"
+        if meta.get("choices"):
+            choices = list(meta["choices"])
+            values[opt.name] = st.selectbox(label, choices, index=choices.index(opt.default), key=k, help=help_)
+        elif kind == "bool":
+            values[opt.name] = st.checkbox(label, value=opt.default, key=k, help=help_)
+        elif kind.startswith("int") or kind.startswith("float"):
+            is_int = kind.startswith("int")
+            lo, hi = meta.get("low"), meta.get("high")
+            values[opt.name] = st.number_input(label, min_value=lo, max_value=hi, value=opt.default,
+                                               step=1 if is_int else None, format=None if is_int else "%g",
+                                               key=k, help=help_)
+        elif kind == "dict":
+            raw = st.text_input(label, value=", ".join(f"{a}={b}" for a, b in (opt.default or {}).items()), key=k,
+                                help=(help_ or "") + " (key=value, comma-separated)")
+            values[opt.name] = raw
+        elif kind == "tuple":
+            values[opt.name] = st.text_input(label, value=",".join(opt.default), key=k, help=help_)
+        else:
+            values[opt.name] = st.text_input(label, value=opt.default or "", key=k, help=help_)
+    return values
+
+
+def experiment_from_form(dataset: tuple[str, dict], *, more: dict, **values):
+    """The ``Experiment`` of the Train form: the dataset (name, options), the main widgets' values and the
+    "More options" widgets' (dict options typed as key=value text, lists as comma-separated text)."""
+    from mmlab.experiment import _key_values, from_options, options
+
+    kinds = {o.name: str(o.field.type) for o in options()}
+    parsed = {}
+    for name, v in more.items():
+        if kinds[name] == "dict" and isinstance(v, str):
+            v = _key_values([p.strip() for p in v.split(",") if p.strip()], name)
+        elif kinds[name] == "tuple" and isinstance(v, str):
+            v = tuple(t.strip() for t in v.split(",") if t.strip())
+        elif kinds[name].startswith("int") and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        parsed[name] = v
+    name, data_options = dataset
+    parsed["data_options"] = {**data_options, **(parsed.get("data_options") or {})}
+    return from_options(dataset=name, **{**parsed, **values})

@@ -21,9 +21,9 @@ def tiny_shapes():
 def make_model(train, *, fusion="cross_attention", mask=True, dim=32, targets=("label",), **cfg):
     from mmlab.config import ModelConfig
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
-    return Model(
+    return build_model(
         ModelConfig(fusion=fusion, targets={t: len(train.classes[t]) for t in targets}, mask=mask, dim=dim, **cfg),
         classes={t: train.classes[t] for t in targets},
         tokenizer=WordTokenizer.fit(train.texts).to_json(),

@@ -13,7 +13,7 @@ from mmlab.config import ModelConfig, TrainConfig
 from mmlab.data import load_dataset
 from mmlab.data.tokenizer import WordTokenizer
 from mmlab.errors import InputError
-from mmlab.model import Model
+from mmlab.model import Model, build_model
 from mmlab.train import fit
 
 CONDITIONS = ["both", "image only", "text only", "image noise σ=0.5", "image noise σ=1",
@@ -22,7 +22,7 @@ CONDITIONS = ["both", "image only", "text only", "image noise σ=0.5", "image no
 
 def train_small(data, *, mask: bool, drop_image: float = 0.0, epochs: int = 2) -> Model:
     torch.manual_seed(0)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=mask, dim=32),
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=mask, dim=32),
                   classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
     fit(model, data, TrainConfig(epochs=epochs, batch_size=32, warmup_steps=10, drop_image=drop_image, threads=1),
         progress=False)
@@ -139,7 +139,7 @@ def test_a_model_whose_image_is_blank_is_decided_by_its_text(test_data):
 
 def test_mask_only_model_uses_iou(test_data):
     torch.manual_seed(0)
-    model = Model(ModelConfig(fusion="cross_attention", targets={}, mask=True, dim=32), classes={},
+    model = build_model(ModelConfig(fusion="cross_attention", targets={}, mask=True, dim=32), classes={},
                   tokenizer=WordTokenizer.fit(test_data.texts).to_json())
     small = test_data.subset(np.arange(40))
     r = ablate(model, small, noise_levels=(1.0,), missing_rates=(0.0, 0.5))

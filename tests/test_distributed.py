@@ -58,20 +58,20 @@ def train(out, rank_files):
     from mmlab.config import ModelConfig, TrainConfig
     from mmlab.data import load_dataset
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
     from mmlab.train import fit
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     data = load_dataset("shapes", "train", n=256)
-    model = Model(ModelConfig(fusion="concat", targets={"label": 4}, dim=32),
+    model = build_model(ModelConfig(fusion="concat", targets={"label": 4}, dim=32),
                   classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
     without_batch_statistics(model)
     init = {k: v.clone() for k, v in model.state_dict().items()}
 
-    def on_epoch_checkpoint(epoch, m, opt, history):  # must run on rank 0 only
+    def on_epoch_checkpoint(m, state):  # must run on rank 0 only
         rank = distributed.env_world()[0]
-        open(f"{rank_files}/epoch{epoch}-rank{rank}", "w").close()
+        open(f"{rank_files}/epoch{state.epoch}-rank{rank}", "w").close()
 
     result = fit(model, data, TrainConfig(epochs=2, batch_size=32, warmup_steps=4), progress=False,
                  on_epoch_checkpoint=on_epoch_checkpoint)

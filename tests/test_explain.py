@@ -12,7 +12,8 @@ from mmlab.data.tokenizer import WordTokenizer
 from mmlab.errors import InputError
 from mmlab.fusion.base import Fusion
 from mmlab.fusion.cross_attention import CrossAttentionBlock
-from mmlab.model import Model
+from mmlab.encoders.base import ImageEncoder, TextEncoder
+from mmlab.model import build_model
 from mmlab.types import EncoderOutput, FusionOutput
 
 
@@ -23,7 +24,7 @@ def data():
 
 def build(data, fusion="cross_attention", *, mask=True, targets=("label",), **options):
     torch.manual_seed(0)
-    return Model(ModelConfig(fusion=fusion, fusion_options=options, targets={t: len(data.classes[t]) for t in targets},
+    return build_model(ModelConfig(fusion=fusion, fusion_options=options, targets={t: len(data.classes[t]) for t in targets},
                              mask=mask, dim=32),
                  classes={t: data.classes[t] for t in targets}, tokenizer=WordTokenizer.fit(data.texts).to_json())
 
@@ -177,12 +178,16 @@ class JointSelfAttention(Fusion):
         image, text = inputs["image"].tokens, inputs["text"].tokens
         B, P, _ = image.shape
         x = torch.cat([self.cls.expand(B, -1, -1), image, text], dim=1)  # (B, 1 + P + T, D)
-        attention, extras = {}, {}
+        attention, joint = {}, {}
         for i, block in enumerate(self.blocks):
             x, a = block(x, x)  # a (B, H, N, N)
-            extras[f"self_attention:layer{i}"] = a
+            joint[f"layer{i}"] = a
             attention[f"layer{i}"] = a[:, :, 1 + P:, 1:1 + P]  # words -> patches
-        return FusionOutput(fused=x[:, 0], tokens=x[:, 1:1 + P], attention=attention, extras=extras)
+        return FusionOutput(fused=x[:, 0], tokens=x[:, 1:1 + P], attention=attention, joint_attention=joint)
+
+    @staticmethod
+    def joint_slices(num_patches, num_tokens):
+        return {"image": slice(1, 1 + num_patches), "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
 
 
 def test_joint_self_attention_rollout_and_relevance(data):
@@ -192,8 +197,8 @@ def test_joint_self_attention_rollout_and_relevance(data):
     image, text = pair(data, 9)
     T = len(model.text_encoder.token_strings(text))
     with torch.no_grad():
-        out = model(model.preprocess([image]), model.tokenize([text]))
-    full = out.fusion.extras["self_attention:layer0"][0].mean(0)  # (N, N)
+        out = model(model.preprocess([image])[0], model.tokenize([text]))
+    full = out.fusion.joint_attention["layer0"][0].mean(0)  # (N, N)
     # one layer: R = I/2 + Ā/2, whose word -> patch block is Ā's, rows renormalised
     block = full[1 + 256:, 1:1 + 256]
     expected = (block / block.sum(-1, keepdim=True)).reshape(T, 16, 16).numpy()
@@ -207,10 +212,10 @@ def test_joint_self_attention_rollout_and_relevance(data):
 
 
 # ---- a planted case ---------------------------------------------------------------------
-class StubImage(nn.Module):
+class StubImage(ImageEncoder):
     """Fixed patch tokens (1, P, D) on an 8 x 8 grid, whatever the picture."""
 
-    frozen = False
+    grid = (8, 8)
 
     def __init__(self, tokens):
         super().__init__()
@@ -221,10 +226,10 @@ class StubImage(nn.Module):
         return EncoderOutput(t, torch.ones(t.shape[:2], dtype=torch.bool), t.mean(1), grid=(8, 8))
 
 
-class StubText(nn.Module):
+class StubText(TextEncoder):
     """Fixed word tokens (1, T, D), whatever the sentence."""
 
-    frozen = False
+    max_tokens = 32
 
     def __init__(self, tokens, words):
         super().__init__()
@@ -253,7 +258,7 @@ def planted():
     D, g = 16, torch.Generator().manual_seed(0)
     image = torch.randn(1, 64, D, generator=g)
     words = torch.cat([image[:, [PLANTED[0]]], image[:, [PLANTED[1]]], torch.randn(1, 1, D, generator=g)], dim=1)
-    model = Model(ModelConfig(fusion="cross_attention", fusion_options={"heads": 1, "layers": 2},
+    model = build_model(ModelConfig(fusion="cross_attention", fusion_options={"heads": 1, "layers": 2},
                               targets={"label": 2}, dim=D),
                   classes={"label": ["yes", "no"]}, tokenizer=WordTokenizer.fit(["red square"]).to_json())
     model.image_encoder = StubImage(image)
@@ -341,7 +346,7 @@ def test_relevance_of_a_trained_model_lands_on_the_named_object():
 
     train, test = load_dataset("shapes", "train", n=1000), load_dataset("shapes", "test", n=40)
     torch.manual_seed(0)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
                   classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
     threads = torch.get_num_threads()
     try:  # one thread: on a shared, loaded CPU more threads only spin against each other

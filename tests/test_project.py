@@ -182,11 +182,11 @@ def small_model_and_data():
     from mmlab.config import ModelConfig
     from mmlab.data import load_dataset
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
     torch.manual_seed(0)
     data = load_dataset("shapes", "test", n=60)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, dim=32),
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, dim=32),
                   classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
     return model.eval(), data
 

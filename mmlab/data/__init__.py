@@ -102,6 +102,18 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+def trainable() -> list[str]:
+    """The built-in datasets a model can be trained on here (``folder`` needs a path: uploaded datasets
+    are ``mmlab.data.user``'s)."""
+    return [n for n in DATASETS if n != "folder" and not (n == "mnist" and not _mnist_available())]
+
+
+def _mnist_available() -> bool:
+    from mmlab.data import digits
+
+    return digits.mnist_available()
+
+
 def register(info: DatasetInfo) -> None:
     DATASETS[info.name] = info
 

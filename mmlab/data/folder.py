@@ -161,8 +161,10 @@ def _mask_array(path: Path, size: int, image_wh: tuple[int, int]) -> np.ndarray:
             fg = np.nan_to_num(np.asarray(img, dtype=np.float64)) != 0
         else:
             fg = np.asarray(img.convert("RGB")).max(axis=-1) > 0
-    small = Image.fromarray(fg.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)
-    return (np.asarray(small) > 0).astype(np.uint8)
+    from mmlab.data.letterbox import letterbox
+
+    small, _ = letterbox(Image.fromarray(fg.astype(np.uint8) * 255), size, fill=0, resample=Image.NEAREST)
+    return (np.asarray(small) > 0).astype(np.uint8)  # letterboxed like its image
 
 
 def _sort_classes(labels: list[str]) -> list[str]:

@@ -234,6 +234,9 @@ def load_image(source: ImageLike) -> Image.Image:
 
 
 def to_array(img: Image.Image, size: int) -> np.ndarray:
-    """Resize an RGB image to (size, size) and return a (3, size, size) uint8 array."""
-    img = img.resize((size, size), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()  # (S, S, 3) -> (3, S, S)
+    """Letterbox an RGB image into (size, size), never squashing it (``mmlab.data.letterbox``), and
+    return a (3, size, size) uint8 array."""
+    from mmlab.data.letterbox import letterbox
+
+    square, _ = letterbox(img, size)
+    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1).copy()  # (S, S, 3) -> (3, S, S)

@@ -147,12 +147,14 @@ def _false_sentence(objs: list[dict], rng: np.random.Generator) -> str:
 
 def generate(n: int, *, seed: int = 0, split: str = "train", size: int = 64, variant: str = "refer") -> MMDataset:
     """Generate ``n`` scenes. variant "refer": true sentences with masks; "truth": half of the
-    sentences name an object that is not there (target "truth"; masks empty for those)."""
+    sentences name an object that is not there (target "truth"; masks empty for those).
+    ``info["head_word"]``: per sentence, its head noun (the referred object's shape word, the first
+    shape word of the sentence), None for a false sentence; explanations are graded on it."""
     stream, _ = SPLITS.get(split, (3, 0))
     rng = np.random.default_rng([seed, stream, 0 if variant == "refer" else 1])
     images = np.zeros((n, 3, size, size), np.uint8)
     masks = np.zeros((n, size, size), np.uint8)
-    texts, shape_t, colour_t, size_t, truth = [], [], [], [], []
+    texts, shape_t, colour_t, size_t, truth, head = [], [], [], [], [], []
     i = 0
     while i < n:
         objs, t = _scene(rng, size)
@@ -171,6 +173,7 @@ def generate(n: int, *, seed: int = 0, split: str = "train", size: int = 64, var
         colour_t.append(COLOUR_NAMES.index(objs[t]["colour"]))
         size_t.append(["small", "large"].index(objs[t]["size"]))
         truth.append(int(is_true))
+        head.append(objs[t]["shape"] if is_true else None)  # the head noun names the referred object
         i += 1
     targets = {
         "shape": np.array(shape_t, np.int64),
@@ -183,7 +186,7 @@ def generate(n: int, *, seed: int = 0, split: str = "train", size: int = 64, var
     classes["label"] = classes["truth"] if variant == "truth" else classes["shape"]
     return MMDataset(name="shapes" if variant == "refer" else "shapes_truth", split=split, images=images,
                      texts=texts, targets=targets, classes=classes, masks=masks,
-                     info={"seed": seed, "variant": variant})
+                     info={"seed": seed, "variant": variant, "head_word": head})
 
 
 def load(split: str = "train", *, seed: int = 0, n: int | None = None, variant: str = "refer") -> MMDataset:

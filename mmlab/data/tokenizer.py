@@ -46,7 +46,8 @@ class WordTokenizer:
 
 
 class WordTokenized:
-    """Mixin for text encoders that read word ids: ``tokenize`` and ``token_strings`` from ``self.tokenizer``."""
+    """Mixin for text encoders that read word ids: ``tokenize``, ``token_strings``, ``max_tokens`` and
+    ``known_words`` from ``self.tokenizer``."""
 
     tokenizer: WordTokenizer
 
@@ -56,3 +57,10 @@ class WordTokenized:
 
     def token_strings(self, text: str) -> list[str]:
         return self.tokenizer.tokens(text)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.tokenizer.max_len
+
+    def known_words(self) -> frozenset[str]:
+        return frozenset(self.tokenizer.vocab[2:])  # past <pad> and <unk>

@@ -18,6 +18,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import mmlab  # noqa: E402
 from mmlab import zoo  # noqa: E402
 from mmlab.data.images import ImageLike, load_image  # noqa: E402
 from mmlab.data.text import clean_text  # noqa: E402
@@ -77,7 +78,7 @@ def load(name: str | None, root: str | os.PathLike | None = None):
     if name not in entries:
         raise InputError(f"no checkpoint named {name!r}; choose one of: {', '.join(entries)}")
     with _load_lock:  # concurrent first requests load it once
-        return zoo.load_model(entries[name]["dir"])
+        return mmlab.load(entries[name]["dir"])
 
 
 # ---- inputs -----------------------------------------------------------------------------

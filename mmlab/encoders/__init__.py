@@ -6,6 +6,7 @@ from torch import nn
 
 from mmlab.config import ModelConfig
 from mmlab.data.tokenizer import WordTokenized, WordTokenizer
+from mmlab.encoders.base import Encoder, ImageEncoder, TextEncoder
 from mmlab.errors import InputError
 from mmlab.types import EncoderOutput
 
@@ -13,10 +14,8 @@ IMAGE_ENCODERS = ["cnn", "cnn_cbam", "efficientnet_lite0", "timm:<name>"]
 TEXT_ENCODERS = ["bigru", "minilm", "minilm_bigru"]
 
 
-class WordText(WordTokenized, nn.Module):
+class WordText(WordTokenized, TextEncoder):
     """Word tokenizer + BiGRU: ``tokenize(texts) -> dict``; ``forward(**batch) -> EncoderOutput``."""
-
-    frozen = False
 
     def __init__(self, tokenizer: WordTokenizer, dim: int):
         super().__init__()
@@ -29,7 +28,12 @@ class WordText(WordTokenized, nn.Module):
         return self.net(ids, mask)
 
 
-def build_image_encoder(cfg: ModelConfig) -> nn.Module:
+def available() -> dict[str, list[str]]:
+    """The encoder names a config may use, per modality (``timm:<name>`` takes a model that is on disk)."""
+    return {"image": list(IMAGE_ENCODERS), "text": list(TEXT_ENCODERS)}
+
+
+def build_image_encoder(cfg: ModelConfig) -> ImageEncoder:
     name = cfg.image_encoder
     if name in ("cnn", "cnn_cbam"):
         from mmlab.encoders.cnn import SmallCNN
@@ -44,7 +48,7 @@ def build_image_encoder(cfg: ModelConfig) -> nn.Module:
     raise InputError(f"unknown image encoder {name!r}; choose one of: {', '.join(IMAGE_ENCODERS)}")
 
 
-def build_text_encoder(cfg: ModelConfig, tokenizer: dict | None) -> nn.Module:
+def build_text_encoder(cfg: ModelConfig, tokenizer: dict | None) -> TextEncoder:
     name = cfg.text_encoder
     if name == "bigru":
         if not tokenizer or tokenizer.get("kind") != "word":

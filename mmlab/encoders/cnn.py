@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmlab.encoders.base import ImageEncoder
 from mmlab.types import EncoderOutput
 
 
@@ -12,14 +13,12 @@ def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(ImageEncoder):
     """Image (B, 3, S, S) in [0, 1] -> patch tokens (B, (S/4)^2, D) + pooled (B, D).
 
     Four 3x3 conv blocks, the first two stride 2, so each token covers a 4x4 patch; a learned
     position embedding is added so tokens know where they are.
     """
-
-    frozen = False
 
     def __init__(self, dim: int = 64, *, image_size: int = 64, width: int = 32, cbam: bool = False):
         super().__init__()

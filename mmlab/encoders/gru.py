@@ -11,8 +11,6 @@ from mmlab.types import EncoderOutput
 class BiGRUText(nn.Module):
     """Word ids (B, T) + mask (B, T) -> word tokens (B, T, D) + pooled (B, D)."""
 
-    frozen = False
-
     def __init__(self, vocab_size: int, dim: int = 64, *, embed_dim: int = 64, max_len: int = 32):
         super().__init__()
         self.dim = dim

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.config import ModelConfig
+from mmlab.encoders.base import ImageEncoder, TextEncoder
 from mmlab.errors import InputError
 from mmlab.fusion.base import masked_mean
 from mmlab.types import EncoderOutput
@@ -49,10 +50,13 @@ _shared_objects: dict[tuple, object] = {}
 
 
 def shared(key: tuple, build: Callable[[], object]) -> object:
-    """One instance per ``key`` per process (thread-safe); ``build()`` runs at most once per key."""
+    """One instance per ``key`` per process (thread-safe); ``build()`` runs at most once per key, on the
+    CPU whatever the caller's default device (a model sized up on the ``meta`` device still gets real,
+    shared backbones)."""
     with _shared_lock:
         if key not in _shared_objects:
-            _shared_objects[key] = build()
+            with torch.device("cpu"):
+                _shared_objects[key] = build()
         return _shared_objects[key]
 
 
@@ -116,17 +120,15 @@ class PatchProjection(nn.Module):
         return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(1), grid=(h, w))
 
 
-class FrozenImage(nn.Module):
+class FrozenImage(ImageEncoder):
     """Base of the frozen image encoders: ``extract(images)`` -> {"feats": (B, C, h, w)};
     ``from_features(feats)`` -> tokens (B, h*w, D). ``grid`` is the (h, w) patch grid."""
 
     frozen = True
     channels: int
-    grid: tuple[int, int]
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    cache_key: str  # names backbone + weights + input size for mmlab.features
 
     def backbone(self, device: torch.device) -> nn.Module:
         raise NotImplementedError
@@ -264,7 +266,7 @@ class TimmImage(FrozenImage):
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
         self.channels = int(net.feature_info.channels()[-1])
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.device("cpu"):
             probe = self.backbone_features(net, torch.zeros(1, 3, self.input_size, self.input_size))
         self.grid = (int(probe.shape[-2]), int(probe.shape[-1]))
         self.head = PatchProjection(self.channels, dim, self.grid)
@@ -321,7 +323,7 @@ def _load_minilm(pretrained: bool) -> nn.Module:
     return seeded(lambda: AutoModel.from_config(config))
 
 
-class MiniLMBase(nn.Module):
+class MiniLMBase(TextEncoder):
     """Frozen sentence-transformers/all-MiniLM-L6-v2 (offline wheel): word pieces -> hidden states
     (B, T, 384). Subclasses add the trainable part in ``from_features``.
 
@@ -335,6 +337,7 @@ class MiniLMBase(nn.Module):
     def __init__(self, dim: int, *, pretrained: bool = True, max_length: int = MINILM_MAX_LENGTH):
         super().__init__()
         self.dim, self.pretrained, self.max_length = dim, pretrained, max_length
+        self.max_tokens = max_length
         # the frozen features depend only on the weights and max_length: minilm and minilm_bigru share them
         self.cache_key = f"minilm-{'pretrained' if pretrained else 'random'}-{max_length}"
         self.norm = nn.LayerNorm(dim)
@@ -411,8 +414,9 @@ class MiniLMBiGRUText(MiniLMBase):
 
 # ---- builders (called from mmlab.encoders) ----------------------------------------------------
 def image_input_size(cfg: ModelConfig) -> int | None:
-    """The backbone's input size when the config names one (``encoder_image_size``), else None."""
-    return getattr(cfg, "encoder_image_size", None)
+    """The backbone's input size when the config names one (``image_encoder_options["input_size"]``), else None."""
+    size = cfg.image_encoder_options.get("input_size")
+    return None if size is None else int(size)
 
 
 def build_image(cfg: ModelConfig) -> nn.Module:

@@ -12,19 +12,18 @@ from torch import nn
 
 from mmlab.config import ModelConfig
 from mmlab.data.tokenizer import WordTokenized, WordTokenizer
+from mmlab.encoders.base import ImageEncoder, TextEncoder
 from mmlab.errors import InputError
 from mmlab.fusion.base import masked_mean
 from mmlab.types import EncoderOutput
 
 
-class RawImage(nn.Module):
+class RawImage(ImageEncoder):
     """Image (B, 3, S, S) in [0, 1] -> flat pixel patches (B, (S/p)^2, D), linear-embedded.
 
     Each token is one p x p x 3 patch of normalised pixels times a (3 p^2 x D) matrix: a linear
     re-coding of the raw pixels, so flattening the tokens keeps all of the pixel information.
     """
-
-    frozen = False
 
     def __init__(self, dim: int, *, image_size: int = 64, patch: int = 4):
         super().__init__()
@@ -46,14 +45,12 @@ class RawImage(nn.Module):
         return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(1), grid=(H // p, W // p))
 
 
-class RawText(WordTokenized, nn.Module):
+class RawText(WordTokenized, TextEncoder):
     """Word ids (B, T) + mask (B, T) -> word embeddings (B, T, D): a lookup table and nothing else.
 
     Same tokenizer interface as ``mmlab.encoders.WordText``: ``tokenize(texts)`` and
     ``token_strings(text)``; padding positions embed to zeros.
     """
-
-    frozen = False
 
     def __init__(self, cfg: ModelConfig, tokenizer: dict | None):
         super().__init__()

@@ -40,6 +40,11 @@ def available() -> list[str]:
     return list(REGISTRY)
 
 
+def trainable() -> list[str]:
+    """Names of the strategies that learn (all but zero-shot bridges), in catalogue order."""
+    return [n for n, cls in REGISTRY.items() if cls.trainable]
+
+
 def describe(name: str) -> str:
     """The strategy's docstring (what it does, when to use it, its cost), for the app."""
     return " ".join((get(name).__doc__ or "").split())
@@ -52,10 +57,36 @@ def get(name: str) -> type[Fusion]:
         raise InputError(f"unknown fusion strategy {name!r}; choose one of: {', '.join(REGISTRY)}") from None
 
 
+# options several strategies share, bounded before anything is built (a checkpoint's config is untrusted)
+INT_OPTIONS = {"heads": (1, 16), "layers": (1, 12), "rank": (1, 256), "proj_dim": (1, 256), "grid": (1, 64),
+               "max_words": (1, 256), "hidden": (1, 8192), "gate_hidden": (1, 8192), "max_positions": (1, 8192)}
+FLOAT_OPTIONS = {"dropout": (0.0, 0.99), "attention_supervision": (0.0, 100.0)}
+
+
+def check_options(name: str, dim: int, options: dict) -> None:
+    """Refuse strategy options of the wrong type or out of bounds, with one line naming the option."""
+    import math
+
+    for key, value in options.items():
+        if key in INT_OPTIONS:
+            low, high = INT_OPTIONS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"fusion {name!r}: {key} must be an integer in [{low}, {high}]; got {value!r}")
+        elif key in FLOAT_OPTIONS:
+            low, high = FLOAT_OPTIONS[key]
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not low <= value <= high):
+                raise InputError(f"fusion {name!r}: {key} must be a number in [{low}, {high}]; got {value!r}")
+    heads = options.get("heads")
+    if heads is not None and dim % heads:
+        raise InputError(f"fusion {name!r}: dim {dim} must be divisible by heads {heads}")
+
+
 def build_fusion(name: str, dim: int, *, num_classes: int | None = None, **options) -> Fusion:
-    """Build a registered strategy over encoders of width ``dim``."""
+    """Build a registered strategy over encoders of width ``dim``; options are checked first."""
     cls = get(name)
+    check_options(name, dim, options)
     try:
         return cls(dim, num_classes=num_classes, **options)
-    except TypeError as e:
+    except (TypeError, ValueError, AssertionError) as e:
         raise InputError(f"bad options for fusion {name!r}: {e}") from None

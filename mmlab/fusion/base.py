@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -48,6 +48,8 @@ class Fusion(nn.Module):
     attends:    True when ``FusionOutput.attention`` holds text -> image maps.
     decides:    True when the strategy produces class logits itself (late fusion).
     raw_input:  True when the strategy reads raw pixels and word embeddings (early fusion).
+    trainable:  False for a strategy with nothing to learn (a zero-shot bridge): it is not offered for
+                training and the zoo's per-dataset sweep leaves it out.
     """
 
     family: ClassVar[str] = "mid"
@@ -55,6 +57,7 @@ class Fusion(nn.Module):
     attends: ClassVar[bool] = False
     decides: ClassVar[bool] = False
     raw_input: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True
 
     def __init__(self, dim: int, *, num_classes: int | None = None):
         super().__init__()
@@ -63,3 +66,28 @@ class Fusion(nn.Module):
 
     def forward(self, inputs: dict[str, EncoderOutput]) -> FusionOutput:  # pragma: no cover
         raise NotImplementedError
+
+    def loss(self, out: FusionOutput, inputs: dict[str, EncoderOutput], batch: "LossTargets") -> torch.Tensor | None:
+        """The strategy's own training loss, added to the heads' losses by ``fit`` (None: nothing to add).
+
+        Late fusion trains its per-modality branches here; a grounded strategy supervises its
+        attention. ``batch`` holds the batch's targets; ``inputs`` the encoder outputs the strategy saw.
+        """
+        return None
+
+
+class LossTargets(NamedTuple):
+    """What a batch offers a strategy's ``loss``.
+
+    labels:  {target: (B,) int64} class targets; ``primary`` names the model's main one (or None).
+    masks:   (B, S, S) uint8 referred-object masks, or None.
+    head:    (B,) int64 index of the named word (the sentence's head noun) among the text tokens,
+             -1 where unknown; None when the dataset does not say.
+    weights: the train config's loss weights of the strategy's terms, e.g. {"attention": 1.0}.
+    """
+
+    labels: dict[str, torch.Tensor]
+    primary: str | None
+    masks: torch.Tensor | None = None
+    head: torch.Tensor | None = None
+    weights: dict[str, float] | None = None

@@ -7,13 +7,14 @@ uses them all.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from mmlab.errors import InputError
-from mmlab.fusion.base import Fusion
+from mmlab.fusion.base import Fusion, LossTargets
 from mmlab.fusion.gated import presence
 from mmlab.heads.classifier import ClassifierHead
 from mmlab.types import EncoderOutput, FusionOutput
@@ -104,9 +105,22 @@ class LateFusion(Fusion):
         pooled = torch.stack([inputs[m].pooled for m in MODALITIES], dim=1)  # (B, 2, D)
         fused = (w.unsqueeze(-1) * pooled).sum(1) / w.sum(1, keepdim=True)  # mean of the present modalities
         for i, m in enumerate(MODALITIES):
-            extras[f"branch_logits:{m}"] = logits[m]
             extras[f"probs:{m}"] = probs[:, i]
-        return FusionOutput(fused=fused, logits=combined.clamp_min(1e-8).log(), extras=extras)
+        return FusionOutput(fused=fused, logits=combined.clamp_min(1e-8).log(), extras=extras, branch_logits=logits)
+
+    def loss(self, out: FusionOutput, inputs: dict[str, EncoderOutput], batch: LossTargets) -> torch.Tensor | None:
+        """Each branch's own cross-entropy on the primary target, over the samples where its modality is
+        present (a branch never learns from the stand-in features of a dropped modality)."""
+        if batch.primary is None or not out.branch_logits:
+            return None
+        y = batch.labels[batch.primary]
+        total = None
+        for m, logits in out.branch_logits.items():
+            ce = nn.functional.cross_entropy(logits, y.to(logits.device), reduction="none")  # (B,)
+            present = inputs[m].present
+            term = ce.mean() if present is None else (ce * present.to(ce.dtype)).sum() / present.sum().clamp_min(1)
+            total = term if total is None else total + term
+        return total
 
 
 class LateAverageFusion(LateFusion):
@@ -144,11 +158,15 @@ class LateWeightedFusion(LateFusion):
             self.weight_logits = nn.Parameter(torch.zeros(len(MODALITIES)))
             self.register_buffer("fixed", None)
         else:
-            fixed = torch.as_tensor([float(x) for x in weights])
-            if fixed.shape != (len(MODALITIES),) or bool((fixed < 0).any()) or float(fixed.sum()) <= 0:
+            try:
+                values = [float(x) for x in weights]
+            except (TypeError, ValueError):
+                values = []
+            if len(values) != len(MODALITIES) or not all(math.isfinite(v) and v >= 0 for v in values) \
+                    or sum(values) <= 0:
                 raise InputError(f"late_weighted weights must be two non-negative numbers (image, text), "
                                  f"got {weights!r}")
-            self.register_buffer("fixed", fixed / fixed.sum())
+            self.register_buffer("fixed", torch.tensor([v / sum(values) for v in values]))
 
     def modality_weights(self) -> torch.Tensor:
         """(2,) image and text weights summing to 1."""

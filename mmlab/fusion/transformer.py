@@ -54,8 +54,8 @@ class TransformerFusion(Fusion):
     tokens of its modality) plus a learned per-head modality bias. The image patch outputs stay
     on the grid for the mask decoder. ``attention["layer{i}"]`` is the
     word -> patch block of layer i's attention, renormalised over the patches (B, H, T, P); the
-    full (B, H, N, N) maps, sequence order [CLS, patches, words], are in
-    ``extras["self_attention:layer{i}"]`` for rollout. Cost: O((1 + P + T)^2) per layer and
+    full (B, H, N, N) maps, sequence order [CLS, patches, words] (``joint_slices``), are in
+    ``joint_attention["layer{i}"]`` for rollout and relevance. Cost: O((1 + P + T)^2) per layer and
     head, the most of the catalogue; it needs careful tuning and more data, but it is the
     unified, state-of-the-art design. Use it when rich interactions in both directions matter.
     """
@@ -99,7 +99,7 @@ class TransformerFusion(Fusion):
         balance = -counts.clamp_min(1).log()[:, kind]  # (B, N)
         balance = balance.masked_fill(~key_mask, torch.finfo(x.dtype).min)  # padded words get no attention
         attention: dict[str, torch.Tensor] = {}
-        extras: dict[str, torch.Tensor] = {}
+        joint: dict[str, torch.Tensor] = {}
         maps = maps_wanted()
         for i, block in enumerate(self.blocks):
             bias = balance[:, None, None, :] + self.modality_bias[i][:, kind][None, :, None, :]  # (B, H, 1, N)
@@ -108,6 +108,11 @@ class TransformerFusion(Fusion):
                 continue
             words_to_patches = attn[:, :, 1 + P:, 1:1 + P]  # (B, H, T, P)
             attention[f"layer{i}"] = words_to_patches / words_to_patches.sum(-1, keepdim=True).clamp_min(1e-12)
-            extras[f"self_attention:layer{i}"] = attn
+            joint[f"layer{i}"] = attn
         x = self.norm(x)
-        return FusionOutput(fused=x[:, 0], tokens=x[:, 1:1 + P], attention=attention, extras=extras)
+        return FusionOutput(fused=x[:, 0], tokens=x[:, 1:1 + P], attention=attention, joint_attention=joint)
+
+    @staticmethod
+    def joint_slices(num_patches: int, num_tokens: int) -> dict[str, slice]:
+        """Where the image patches and the text tokens sit in the joint sequence [CLS, patches, words]."""
+        return {"image": slice(1, 1 + num_patches), "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}

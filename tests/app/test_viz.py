@@ -141,18 +141,6 @@ def test_all_checkpoints_merges_zoo_and_yours(tiny_zoo, tmp_path, monkeypatch):
     assert next(e for e in entries if e["name"] == "tiny-cross (yours)")["source"] == "yours"
 
 
-def test_train_argv_is_a_valid_mmlab_train_line_and_refuses_bad_requests():
-    from mmlab.cli import parser
-
-    argv = ui_state.train_argv({"dataset": "shapes", "fusion": "concat", "epochs": 2, "drop_text": 0.3, "name": "m1"})
-    args = parser().parse_args(argv)
-    assert (args.dataset, args.fusion, args.epochs, args.drop_text, args.name) == ("shapes", "concat", 2, 0.3, "m1")
-    with pytest.raises(InputError, match="name"):
-        ui_state.train_argv({"name": "../escape"})
-    with pytest.raises(InputError, match="unknown"):
-        ui_state.train_argv({"name": "ok", "evil": 1})
-
-
 def test_published_numbers_match_by_task_and_strategy():
     assert ui_state.published_for({"task": "mask", "strategy": "cross_attention"})["value"] == pytest.approx(0.9617)
     assert ui_state.published_for({"task": "mask", "strategy": "concat"}) is None

@@ -1,32 +1,44 @@
-"""The zoo plan: every registry strategy on every built-in dataset, each a valid ``mmlab train``."""
+"""The zoo plan: every registry strategy on every built-in dataset, each an experiment whose derived
+``mmlab train`` line parses back to the same experiment."""
 import shlex
 
 from mmlab import zoo
 from mmlab.cli import parser
+from mmlab.experiment import command, from_args
 from mmlab.fusion import available, get as get_fusion
 
 
 def test_plan_covers_every_strategy_on_every_dataset():
     names = zoo.plan()
-    for dataset in ("shapes", "shapes_truth", "easyvqa", "digits"):
+    for dataset in zoo.PLAN_DATASETS:
         for s in available():
-            assert f"{dataset}-{s}" in names
+            if s not in zoo.SPECIAL_STRATEGIES:
+                assert names[f"{dataset}-{s}"].model.fusion == s
     for s in zoo.MASK_STRATEGIES:
-        assert f"shapes-mask-{s}" in names
+        assert names[f"shapes-mask-{s}"].task == "mask"
     # the mask set: every spatial strategy, plus the pooled ones seed 004 compares against
-    assert {s for s in available() if get_fusion(s).spatial} <= set(zoo.MASK_STRATEGIES)
-    tasks = {shlex.split(c)[shlex.split(c).index("--task") + 1] for c in names.values() if "--task" in c}
-    assert {"multitask", "mask", "contrastive", "generate"} <= tasks
+    assert {s for s in available() if get_fusion(s).spatial} - zoo.SPECIAL_STRATEGIES <= set(zoo.MASK_STRATEGIES)
+    assert {"multitask", "mask", "contrastive", "generate", "classify"} <= {e.task for e in names.values()}
 
 
-def test_every_plan_command_parses_and_names_its_own_folder():
+def test_every_plan_command_parses_back_to_its_experiment():
+    """The shell line is derived from the experiment; parsing it gives the experiment back."""
     p = parser()
-    for name, command in zoo.plan().items():
-        argv = shlex.split(command)
-        assert argv[0] == "mmlab"
+    for name, exp in zoo.plan().items():
+        argv = shlex.split(command(exp, name))
+        assert argv[:2] == ["mmlab", "train"]
         args = p.parse_args(argv[1:])
         assert args.name == name and args.out == f"checkpoints/{name}" and args.manifest
-        assert args.fusion in available()
+        assert from_args(args) == exp
+
+
+def test_the_shipped_manifest_is_the_plan():
+    """Every shipped checkpoint records the experiment that made it, and it is the plan's recipe."""
+    plan = zoo.plan()
+    for e in zoo.list_checkpoints():
+        from mmlab.experiment import Experiment
+
+        assert Experiment.from_json(e["experiment"]) == plan[e["name"]], e["name"]
 
 
 def _write_entries(args):
@@ -58,7 +70,7 @@ def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
     out = tmp_path / "image_only"
     assert main(["train", "--dataset", "digits", "--epochs", "4", "--max-train", "400", "--drop-text", "1",
                  "--threads", "1", "--out", str(out), "--manifest", "--quiet"]) == 0
-    entry, = json.loads((tmp_path / "manifest.json").read_text())["checkpoints"]
+    entry, = zoo.list_checkpoints(tmp_path)
     assert entry["tested_with"] == "text dropped"
     model = mmlab.load(out)
     test = load_dataset("digits", "test")
@@ -71,19 +83,19 @@ def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
 
 
 def test_zoo_train_rebuilds_a_checkpoint_with_the_same_metrics(tmp_path, monkeypatch):
-    """The manifest's command is the recipe: rerunning it (same seed) gives the same numbers."""
+    """The manifest's experiment is the recipe: rerunning it (same seed) gives the same weights and numbers."""
     import json
 
     from mmlab.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zoo, "DEFAULT_ROOT", tmp_path / "checkpoints")
+    monkeypatch.setenv("MMLAB_CHECKPOINTS", str(tmp_path / "checkpoints"))
     assert main(["train", "--dataset", "digits", "--fusion", "gated", "--epochs", "2", "--max-train", "300",
                  "--threads", "1", "--out", "checkpoints/tiny", "--name", "tiny", "--manifest", "--quiet"]) == 0
     first, = zoo.read_manifest()["checkpoints"]
     assert first["config"]["fusion"] == "gated" and first["parameters"] > 0
     weights = (tmp_path / "checkpoints/tiny/model.safetensors").read_bytes()
-    assert main(["zoo", "train", "--only", "tiny"]) == 0
+    assert main(["zoo", "train", "--only", "tiny", "--no-artifacts", "--quiet"]) == 0
     again, = zoo.read_manifest()["checkpoints"]
     assert again["metrics"] == first["metrics"]
     assert (tmp_path / "checkpoints/tiny/model.safetensors").read_bytes() == weights

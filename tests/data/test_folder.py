@@ -92,14 +92,17 @@ def test_folder_needs_a_path():
         load_dataset("folder", "train")
 
 
-def test_masks_are_binary_and_resized_nearest(tmp_path):
+def test_masks_are_binary_and_letterboxed_like_their_images(tmp_path):
     write_folder(tmp_path, 5, masks=True, fmt="jsonl")
     d = load_folder(tmp_path, split="all", image_size=64)
     assert d.masks.shape == (5, 64, 64) and set(np.unique(d.masks)) == {0, 1}
-    # the square covers x 10..29 of 40 and y 5..24 of 30: half the width, two thirds of the height
+    # 40 x 30 pictures keep their shape: scaled by 1.6 to 64 x 48, padded by 8 rows above and below;
+    # the square (x 10..29, y 5..24) becomes 32 x 32 pixels at x 16..47, y 16..47
     frac = d.masks.mean(axis=(1, 2))
-    assert np.allclose(frac, 0.5 * (20 / 30), atol=0.03)
+    assert np.allclose(frac, (32 * 32) / (64 * 64), atol=0.02)
     assert d.masks[0, 32, 32] == 1 and d.masks[0, 2, 2] == 0
+    assert d.masks[:, :8].max() == 0 and d.masks[:, -8:].max() == 0  # the padding is background
+    assert (d.images[:, :, :8] == d.images[:, :, :1]).all()  # the image is padded the same way
 
 
 def test_integer_labels_sort_as_numbers(tmp_path):

@@ -15,13 +15,13 @@ def zoo_root(tmp_path_factory):
     from mmlab.config import ModelConfig, TrainConfig
     from mmlab.data import load_dataset
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
     from mmlab.train import fit
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("zoo")
     train = load_dataset("shapes", "train", n=128)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
                   classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
     fit(model, train, TrainConfig(epochs=1, batch_size=32), progress=False)
     checkpoint.save(model, root / "tiny", meta={"name": "tiny", "dataset": "shapes"})

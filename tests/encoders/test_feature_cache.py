@@ -7,7 +7,7 @@ from mmlab import features
 from mmlab.config import ModelConfig
 from mmlab.data import load_dataset
 from mmlab.errors import InputError
-from mmlab.model import Model
+from mmlab.model import build_model
 from mmlab.train import Prepared
 
 
@@ -20,7 +20,7 @@ def data():
 def model(data):
     cfg = ModelConfig(image_encoder="efficientnet_lite0", text_encoder="minilm", dim=32,
                       targets={"label": len(data.classes["label"])})
-    return Model(cfg, classes={"label": data.classes["label"]})
+    return build_model(cfg, classes={"label": data.classes["label"]})
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_another_subset_of_the_same_size_is_not_a_hit(model, data):
 
 
 def test_unfrozen_encoder_has_no_cache(data):
-    cnn = Model(ModelConfig(image_encoder="cnn", text_encoder="minilm", dim=32, targets={"label": 4}),
+    cnn = build_model(ModelConfig(image_encoder="cnn", text_encoder="minilm", dim=32, targets={"label": 4}),
                 classes={"label": data.classes["label"]})
     with pytest.raises(InputError):
         features.extract_cached(cnn, "image", data, Prepared(cnn, data))

@@ -3,7 +3,7 @@ import torch
 from mmlab import checkpoint
 from mmlab.config import ModelConfig, TrainConfig
 from mmlab.data import load_dataset
-from mmlab.model import Model
+from mmlab.model import build_model
 from mmlab.train import fit
 
 
@@ -11,7 +11,7 @@ def test_pretrained_pair_trains_saves_and_loads(tmp_path):
     data = load_dataset("shapes", "train", n=16)
     cfg = ModelConfig(fusion="cross_attention", image_encoder="efficientnet_lite0", text_encoder="minilm", dim=32,
                       targets={"label": len(data.classes["label"])})
-    model = Model(cfg, classes={"label": data.classes["label"]})
+    model = build_model(cfg, classes={"label": data.classes["label"]})
     before = model.image_encoder.head.proj.weight.detach().clone()
     fit(model, data, TrainConfig(epochs=1, batch_size=16, warmup_steps=1), progress=False)
     assert not torch.equal(before, model.image_encoder.head.proj.weight)  # one step trained the projection

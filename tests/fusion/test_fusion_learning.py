@@ -6,7 +6,7 @@ from mmlab.data import load_dataset
 from mmlab.data.tokenizer import WordTokenizer
 from mmlab.evaluate import evaluate
 from mmlab.fusion import available
-from mmlab.model import Model
+from mmlab.model import build_model
 from mmlab.train import fit, seed_everything
 
 CHANCE = 0.25  # 4 shapes
@@ -21,7 +21,7 @@ def shapes():
 def test_short_run_learns_above_chance(shapes, name):
     train, test = shapes
     seed_everything(0)  # the same initial weights whatever ran before
-    model = Model(ModelConfig(fusion=name, targets={"label": 4}, dim=32, image_size=32),  # 32 px keeps it quick
+    model = build_model(ModelConfig(fusion=name, targets={"label": 4}, dim=32, image_size=32),  # 32 px keeps it quick
                   classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
     result = fit(model, train, TrainConfig(epochs=3, batch_size=32, warmup_steps=5, threads=1), progress=False)
     assert result.history[-1]["loss"] < result.history[0]["loss"]

@@ -7,7 +7,7 @@ from mmlab.config import ModelConfig
 from mmlab.data import load_dataset
 from mmlab.data.tokenizer import WordTokenizer
 from mmlab.fusion import available, get
-from mmlab.model import Model
+from mmlab.model import Model, build_model
 
 B = 4
 
@@ -33,7 +33,7 @@ def models(data):
 def make(data, name: str, **cfg) -> Model:
     torch.manual_seed(0)
     cfg = {"targets": {"label": 4}, "mask": True, "dim": 32, "image_size": 32, **cfg}
-    return Model(ModelConfig(fusion=name, **cfg), classes={"label": data.classes["label"]},
+    return build_model(ModelConfig(fusion=name, **cfg), classes={"label": data.classes["label"]},
                  tokenizer=WordTokenizer.fit(data.texts).to_json()).eval()
 
 

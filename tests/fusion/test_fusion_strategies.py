@@ -72,8 +72,8 @@ def test_output_shapes_match_the_class_attributes(name):
         assert out.attention is None
     if f.decides:
         assert out.logits.shape == (B, C) and torch.isfinite(out.logits).all()
-        assert out.extras["branch_logits:image"].shape == (B, C)
-        assert out.extras["branch_logits:text"].shape == (B, C)
+        assert out.branch_logits["image"].shape == (B, C)
+        assert out.branch_logits["text"].shape == (B, C)
         for m in ("image", "text"):
             assert torch.allclose(out.extras[f"probs:{m}"].sum(-1), torch.ones(B), atol=1e-5)
         assert torch.allclose(out.logits.exp().sum(-1), torch.ones(B), atol=1e-4)
@@ -105,7 +105,7 @@ def test_bidirectional_returns_image_to_text_maps_without_padding():
 
 def test_transformer_returns_full_self_attention_for_rollout():
     out = build("transformer")(encoder_outputs())
-    full = out.extras["self_attention:layer0"]
+    full = out.joint_attention["layer0"]
     N = 1 + P + T
     assert full.shape[0] == B and full.shape[2:] == (N, N)
     assert torch.allclose(full.sum(-1), torch.ones(full.shape[:3]), atol=1e-4)
@@ -138,7 +138,7 @@ def test_scoring_without_maps_changes_nothing_but_the_maps(name):
         assert torch.allclose(full.logits, fast.logits, atol=1e-5)
     assert beside["wanted"] and set(beside["out"].attention or {}) == set(full.attention or {})
     if name == "transformer":
-        assert not fast.attention and not any(k.startswith("self_attention") for k in fast.extras or {})
+        assert not fast.attention and not fast.joint_attention
 
 
 @pytest.mark.parametrize("name", available())
@@ -147,7 +147,7 @@ def test_gradients_reach_both_modalities(name):
     inputs = encoder_outputs(requires_grad=True)
     out = f(inputs)
     if f.decides:  # what the training loop trains: the combined and the per-branch logits
-        loss = out.logits.sum() + out.extras["branch_logits:image"].sum() + out.extras["branch_logits:text"].sum()
+        loss = out.logits.sum() + out.branch_logits["image"].sum() + out.branch_logits["text"].sum()
     else:
         loss = out.fused.pow(2).sum() + (out.tokens.pow(2).sum() if out.tokens is not None else 0)
     loss.backward()

@@ -4,12 +4,12 @@ import torch
 from mmlab.config import ModelConfig, TrainConfig
 from mmlab.data.tokenizer import WordTokenizer
 from mmlab.evaluate import evaluate
-from mmlab.model import Model
+from mmlab.model import build_model
 from mmlab.train import fit
 
 
 def _model(train):
-    return Model(ModelConfig(fusion="concat", targets={}, contrastive=True, dim=32), classes={},
+    return build_model(ModelConfig(fusion="concat", targets={}, contrastive=True, dim=32), classes={},
                  tokenizer=WordTokenizer.fit(train.texts).to_json())
 
 

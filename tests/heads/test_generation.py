@@ -6,7 +6,7 @@ from mmlab import metrics
 from mmlab.config import ModelConfig, TrainConfig
 from mmlab.data.tokenizer import WordTokenizer
 from mmlab.evaluate import evaluate
-from mmlab.model import Model
+from mmlab.model import build_model
 from mmlab.train import fit
 
 
@@ -35,7 +35,7 @@ def test_generation_learns_captions_and_images():
 
     train = load_dataset("digits", "train", captions="exact")
     test = load_dataset("digits", "test", captions="exact").subset(range(200))
-    model = Model(ModelConfig(fusion="concat", targets={}, generate=True, dim=32, image_size=32), classes={},
+    model = build_model(ModelConfig(fusion="concat", targets={}, generate=True, dim=32, image_size=32), classes={},
                   tokenizer=WordTokenizer.fit(train.texts).to_json())
     before = evaluate(model, test)
     fit(model, train, TrainConfig(epochs=4, batch_size=64, lr=3e-3, warmup_steps=10), progress=False)
@@ -51,4 +51,4 @@ def test_generation_needs_a_word_vocabulary():
     from mmlab import InputError
 
     with pytest.raises(InputError, match="generation"):
-        Model(ModelConfig(fusion="concat", targets={}, generate=True, text_encoder="minilm", dim=32), classes={})
+        build_model(ModelConfig(fusion="concat", targets={}, generate=True, text_encoder="minilm", dim=32), classes={})

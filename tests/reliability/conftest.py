@@ -16,12 +16,12 @@ def trained(shapes256):
     """A cross-attention model with a mask head, trained 1 epoch on 256 shapes pairs (a few seconds)."""
     from mmlab.config import ModelConfig, TrainConfig
     from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import Model
+    from mmlab.model import build_model
     from mmlab.train import fit
 
     train, _ = shapes256
     torch.manual_seed(0)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": len(train.classes["label"])}, mask=True,
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": len(train.classes["label"])}, mask=True,
                               dim=32),
                   classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
     fit(model, train, TrainConfig(epochs=1, batch_size=32, threads=1), progress=False)

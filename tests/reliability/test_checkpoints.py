@@ -15,13 +15,13 @@ import mmlab
 from mmlab import checkpoint
 from mmlab.config import ModelConfig
 from mmlab.data.tokenizer import WordTokenizer
-from mmlab.model import Model
+from mmlab.model import build_model
 
 
 @pytest.fixture
 def ckpt(tmp_path):
     """A valid (untrained) concat checkpoint folder."""
-    model = Model(ModelConfig(fusion="concat", targets={"label": 3}, dim=16), classes={"label": ["a", "b", "c"]},
+    model = build_model(ModelConfig(fusion="concat", targets={"label": 3}, dim=16), classes={"label": ["a", "b", "c"]},
                   tokenizer=WordTokenizer.fit(["a red circle", "a blue square"]).to_json())
     return checkpoint.save(model, tmp_path / "ck", meta={"dataset": "shapes"})
 
@@ -162,6 +162,6 @@ def test_the_zoo_names_a_pickle_file_as_such(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "model.pt").write_bytes(pickle.dumps(Evil(marker)))
     with pytest.raises(mmlab.InputError) as e:
-        zoo.load_model(str(tmp_path / "model.pt"))
+        mmlab.load(str(tmp_path / "model.pt"))
     assert not marker.exists()
     assert "pickle checkpoints are refused" in str(e.value)  # (the tmp path itself holds "pickle")
