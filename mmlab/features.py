@@ -1,15 +1,25 @@
-"""The feature cache: a frozen encoder's backbone features, computed once per dataset.
+"""The feature cache: a frozen encoder's backbone features, computed once per sample.
 
 ``extract_cached(model, modality, data, prepared)`` runs ``encoder.extract`` over a prepared
-dataset in batches and keeps the result in memory (a small LRU per process) and on disk as
-safetensors under ``$MMLAB_CACHE/features/`` (default ``~/.cache/mmlab/features/``). The key
-names the dataset (name, split, seed, size), the encoder's ``cache_key`` (backbone, weights,
-input size), the image size, and a digest of the exact inputs, so a subset, another seed or
-another resize never reads stale features.
+dataset in batches and keeps the result in memory (a small LRU per process, one entry per feature
+set) and on disk as one safetensors file per sample under ``$MMLAB_CACHE/features/`` (default
+``~/.cache/mmlab/features/``). A sample's file is named by the encoder's ``cache_key`` (backbone,
+weights, input size) and a digest of that sample's exact inputs (its pixels at the prepared size,
+or its token ids up to its last real token): never stale, and shared by every feature set that
+holds the sample. A subset, a prefix (each "Training pairs" value), another seed that draws the
+same pictures, or easy-VQA questions on one picture reuse what was computed; only samples never
+seen are computed. (Keying per sample rather than computing the whole split and slicing: a
+64-pair run never pays for a 38,000-question split, and random subsets are no prefixes.)
+
+The folder is bounded: after features are written, the least recently used files (by modification
+time, which a read from disk refreshes) are deleted until it holds at most ``$MMLAB_CACHE_MAX_MB``
+megabytes (default ``DEFAULT_MAX_MB``, 2 GB: ~50,000 pictures' EfficientNet features at ~41 KB
+each); ``0`` keeps nothing on disk. Hits served from memory do not refresh the files.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -27,6 +37,9 @@ from mmlab.errors import InputError
 
 MEMORY_ENTRIES = 8  # feature sets kept in memory per process (least recently used dropped first)
 BATCH_SIZE = 64
+MAX_MB_ENV = "MMLAB_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048  # the disk bound when $MMLAB_CACHE_MAX_MB is unset
+SUFFIX = ".safetensors"
 
 _lock = threading.Lock()
 _memory: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
@@ -65,6 +78,29 @@ def digest(inputs: dict[str, torch.Tensor]) -> str:
         h.update(f"{k}:{v.dtype}:{tuple(v.shape)};".encode())
         h.update(v.numpy().tobytes())
     return h.hexdigest()
+
+
+def _mask_key(inputs: dict[str, torch.Tensor]) -> str | None:
+    return "attention_mask" if "attention_mask" in inputs else "mask" if "mask" in inputs else None
+
+
+def _lengths(modality: str, inputs: dict[str, torch.Tensor]) -> list[int] | None:
+    """Per sample of a text: the position after its last real token (at least 1); None for images."""
+    key = _mask_key(inputs)
+    if modality != "text" or key is None:
+        return None
+    mask = inputs[key].detach().cpu() != 0  # (N, T)
+    T = mask.shape[1]
+    last = torch.where(mask.any(1), T - mask.flip(1).int().argmax(1), torch.ones(len(mask), dtype=torch.long))
+    return last.clamp_min(1).tolist()
+
+
+def _sample_digests(inputs: dict[str, torch.Tensor], lengths: list[int] | None) -> list[str]:
+    """One content digest per sample: its inputs, a text's cut after its last real token."""
+    n = len(next(iter(inputs.values())))
+    if lengths is None:
+        return [digest({k: v[i] for k, v in inputs.items()}) for i in range(n)]
+    return [digest({k: v[i, :lengths[i]] if v.dim() >= 2 else v[i] for k, v in inputs.items()}) for i in range(n)]
 
 
 def _slug(value) -> str:
@@ -110,51 +146,118 @@ def compute(encoder, inputs: dict[str, torch.Tensor], *, batch_size: int = BATCH
     return {k: _pad_cat(v) for k, v in chunks.items()}  # outside inference mode: normal tensors
 
 
-def _read(path: Path, n: int) -> dict[str, torch.Tensor] | None:
+def max_bytes() -> int:
+    """The disk bound in bytes: ``$MMLAB_CACHE_MAX_MB`` megabytes (default ``DEFAULT_MAX_MB``)."""
+    value = os.environ.get(MAX_MB_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_MB * 2**20
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb < 0:
+        warnings.warn(f"{MAX_MB_ENV}={value!r} is not a number of megabytes; using {DEFAULT_MAX_MB}", stacklevel=2)
+        return DEFAULT_MAX_MB * 2**20
+    return int(mb * 2**20)
+
+
+def evict(limit: int | None = None) -> int:
+    """Delete the least recently used files of the feature folder until it holds at most ``limit``
+    bytes (default ``max_bytes()``); returns the bytes it holds afterwards. Files other processes
+    delete meanwhile are skipped."""
+    limit = max_bytes() if limit is None else limit
+    files, total = [], 0
+    try:
+        with os.scandir(cache_dir()) as entries:
+            for e in entries:
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        files.append((st.st_mtime, e.path, st.st_size))
+                        total += st.st_size
+                except OSError:
+                    continue
+    except OSError:
+        return 0
+    files.sort()
+    for _, path, size in files:
+        if total <= limit:
+            break
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        total -= size
+    return total
+
+
+def _sample_path(prefix: str, sample_digest: str) -> Path:
+    return cache_dir() / f"{prefix}-{sample_digest}{SUFFIX}"
+
+
+def _read(path: Path) -> dict[str, torch.Tensor] | None:
+    """One sample's features, its file marked as just used; None when missing or unreadable."""
     try:
         feats = load_file(str(path))
+        os.utime(path)
     except (SafetensorError, OSError, ValueError):
         return None
-    if not feats or any(v.shape[0] != n for v in feats.values()):
-        return None
-    return feats
+    return feats or None
 
 
-def _write(path: Path, feats: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    """Atomic write (temporary file, then rename); a cache that cannot be written is only a warning."""
+def _write(path: Path, feats: dict[str, torch.Tensor], meta: dict[str, str]) -> int:
+    """Atomic write (temporary file, then rename); returns the bytes written. A cache that cannot
+    be written is only a warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             save_file({k: v.contiguous() for k, v in feats.items()}, tmp, metadata=meta)
+            size = os.path.getsize(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        return size
     except OSError as e:
         warnings.warn(f"feature cache not written to {path.parent} ({e}); set MMLAB_CACHE to a writable folder",
                       stacklevel=3)
+        return 0
+
+
+def _plan(model, modality: str, data, prepared) -> tuple[tuple, str, list[str], list[int] | None]:
+    """(memory key, file prefix, per-sample digests, per-sample text lengths or None)."""
+    enc = model.encoder(modality)
+    inputs = encoder_inputs(modality, prepared)
+    enc_key = str(getattr(enc, "cache_key", type(enc).__name__))
+    lengths = _lengths(modality, inputs)
+    digests = _sample_digests(inputs, lengths)
+    whole = hashlib.blake2b("".join(digests).encode(), digest_size=16).hexdigest()
+    return (modality, enc_key, whole), f"{modality}-{_slug(enc_key)}", digests, lengths
+
+
+def cache_paths(model, modality: str, data, prepared) -> list[Path]:
+    """Where ``extract_cached`` keeps (or would keep) each sample's features on disk, in order."""
+    _, prefix, digests, _ = _plan(model, modality, data, prepared)
+    return [_sample_path(prefix, d) for d in digests]
 
 
 def cache_path(model, modality: str, data, prepared) -> Path:
-    """Where ``extract_cached`` keeps (or would keep) this feature set on disk."""
-    return _key_and_path(model, modality, data, prepared)[1]
+    """The first sample's file of ``cache_paths`` (each sample has its own file)."""
+    return cache_paths(model, modality, data, prepared)[0]
 
 
-def _key_and_path(model, modality: str, data, prepared) -> tuple[tuple, Path]:
-    enc = model.encoder(modality)
-    inputs = encoder_inputs(modality, prepared)
-    enc_key = getattr(enc, "cache_key", type(enc).__name__)
-    size = int(prepared.images.shape[-1]) if modality == "image" else None
-    seed = (data.info or {}).get("seed")
-    h = digest(inputs)
-    key = (data.name, data.split, seed, len(data), enc_key, size, h)
-    parts = [data.name, data.split, f"seed{seed}", f"n{len(data)}", modality, enc_key]
-    if size:
-        parts.append(f"{size}px")
-    name = "-".join(_slug(p) for p in parts) + f"-{h[:16]}.safetensors"
-    return key, cache_dir() / name
+def _split(feats: dict[str, torch.Tensor], lengths: list[int] | None) -> list[dict[str, torch.Tensor]]:
+    """Features of a batch (first dim n) -> one dict per sample, a text's cut after its last real token."""
+    n = len(next(iter(feats.values())))
+    out = []
+    for i in range(n):
+        cut = lengths[i] if lengths is not None else None
+        out.append({k: (v[i, :cut] if cut is not None and v.dim() >= 2 else v[i]).clone() for k, v in feats.items()})
+    return out
 
 
 def extract_cached(model, modality: str, data, prepared, *, batch_size: int = BATCH_SIZE,
@@ -162,8 +265,9 @@ def extract_cached(model, modality: str, data, prepared, *, batch_size: int = BA
     """The frozen ``modality`` encoder's features for every sample of ``data``: {name: (N, ...)}.
 
     ``prepared`` holds the dataset as tensors (``mmlab.train.Prepared``: images (N, 3, S, S) uint8,
-    text {name: (N, T)}). Computed once, then served from memory or from disk; text features are
-    zero-padded to the dataset's longest text (their attention_mask says which are real).
+    text {name: (N, T)}). Each sample is computed once, then served from memory or from its file
+    on disk; text features are zero-padded to the dataset's longest text (their attention_mask
+    says which are real). The disk folder is then held to ``max_bytes()`` (least recently used out).
     """
     enc = model.encoder(modality)
     if not getattr(enc, "frozen", False):
@@ -172,17 +276,29 @@ def extract_cached(model, modality: str, data, prepared, *, batch_size: int = BA
     inputs = encoder_inputs(modality, prepared)
     if any(v.shape[0] != n for v in inputs.values()):
         raise InputError(f"prepared {modality} inputs have {len(next(iter(inputs.values())))} rows, dataset has {n}")
-    key, path = _key_and_path(model, modality, data, prepared)
+    key, prefix, digests, lengths = _plan(model, modality, data, prepared)
     with _lock:
         if key in _memory:
             _memory.move_to_end(key)
             return dict(_memory[key])
-    feats = _read(path, n) if disk and path.is_file() else None
-    if feats is None:
-        feats = compute(enc, inputs, batch_size=batch_size)
+    limit = max_bytes() if disk else 0
+    samples: list[dict[str, torch.Tensor] | None] = [None] * n
+    if limit > 0:
+        samples = [_read(_sample_path(prefix, d)) for d in digests]
+    missing = [i for i, s in enumerate(samples) if s is None]
+    if missing:
+        index = torch.tensor(missing)
+        new = _split(compute(enc, {k: v[index] for k, v in inputs.items()}, batch_size=batch_size),
+                     None if lengths is None else [lengths[i] for i in missing])
+        room = limit
+        for i, feats in zip(missing, new):
+            samples[i] = feats
+            if room > 0:  # a set larger than the bound is not written past it
+                room -= _write(_sample_path(prefix, digests[i]), feats, {"modality": modality, "encoder": key[1]})
         if disk:
-            _write(path, feats, {"dataset": str(data.name), "split": str(data.split), "modality": modality,
-                                 "encoder": str(key[4]), "n": str(n)})
+            evict(limit)
+    names = samples[0].keys() if samples else ()
+    feats = {k: _pad_cat([s[k][None] for s in samples]) for k in names}  # (N, ...), texts padded to the longest
     with _lock:
         _memory[key] = feats
         _memory.move_to_end(key)

@@ -8,6 +8,17 @@ is used: a ``file_name`` that leaves the folder (absolute, ``..``, a symlink poi
 is refused, missing and unreadable files are reported with their row numbers (rows counted
 from 1, the header not counted), all problems at once. ``load_zip`` unpacks an upload under
 size and member-count limits and refuses zip-slip names.
+
+Every limit that bounds the work is checked before the work: a zip's members (count, size, name
+length, depth, kind: no links, devices, pipes, duplicates, or a name that is both a file and a
+folder) before a byte is written, and the pixels every row will decode (read from the pictures'
+headers) before a picture is decoded. Measured on a shared 2-core machine, decoding costs 6 to 11
+ms per megapixel and a zip member of a tiny picture 0.4 ms (unpacked, checked, decoded), so the
+default limits bound the worst upload to about 7 s (it was 20,000 bombs x 0.33 s = 6,600 s).
+
+``resolve_data_folder`` is what a visitor's typed folder goes through: only folders under
+``$MMLAB_DATA_ROOT`` are found, with one answer for "missing" and "outside"; unset, it is off.
+``load_folder`` itself is for the machine's owner (Python, ``mmlab train``).
 """
 from __future__ import annotations
 
@@ -18,25 +29,36 @@ import os
 import re
 import shutil
 import stat
+import unicodedata
 import zipfile
-from pathlib import Path, PurePosixPath
+import zlib
+from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image
 
 from mmlab.data.base import MMDataset
-from mmlab.data.images import load_image, to_array
+from mmlab.data.images import MAX_BYTES as IMAGE_MAX_BYTES
+from mmlab.data.images import MAX_PIXELS, header_size, load_image, to_array
 from mmlab.data.text import clean_text
 from mmlab.errors import InputError
 
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 REQUIRED_COLUMNS = ("file_name", "text", "label")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-MAX_ROWS = 50_000
+MAX_ROWS = 50_000  # rows of a folder's metadata
 MAX_METADATA_BYTES = 64 * 1024 * 1024
+MAX_TOTAL_PIXELS = 250_000_000  # decoded per dataset, from the headers (<= 2.8 s at 11 ms per megapixel)
+MAX_FOLDER_BYTES = 2 * 1024**3  # picture bytes read per dataset (rows counted apart)
 MAX_ZIP_BYTES = 200 * 1024 * 1024  # total uncompressed size of an upload
-MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_MEMBERS = 10_000  # ~4 s of unpacking, checking and decoding tiny pictures at 0.4 ms each
+MAX_ZIP_ROWS = 20_000  # rows of an uploaded zip's metadata (rows may share a picture)
+MAX_DEPTH = 32  # folder levels in a member or file name
+MAX_NAME_BYTES = 255  # one part of a name, UTF-8 (the usual file-system limit)
+MAX_PATH_BYTES = 1024  # a whole member or file name, UTF-8
+DATA_ROOT_ENV = "MMLAB_DATA_ROOT"  # the one server folder whose subfolders visitors may load
+SHOW_NAME = 40  # characters of a refused name shown in a message
 SHOW_PROBLEMS = 5
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0  # the fixed 80/20 draw when the metadata has no split column
@@ -58,7 +80,7 @@ def _find_metadata(root: Path) -> Path:
     return meta
 
 
-def _read_rows(meta: Path) -> tuple[list[str], list[dict | str]]:
+def _read_rows(meta: Path, max_rows: int = MAX_ROWS) -> tuple[list[str], list[dict | str]]:
     """(columns, rows): a row is a dict of strings, or a string saying why it is unreadable."""
     try:
         raw = meta.read_text(encoding="utf-8-sig")
@@ -69,8 +91,8 @@ def _read_rows(meta: Path) -> tuple[list[str], list[dict | str]]:
         columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
         rows: list[dict | str] = []
         for rec in reader:
-            if len(rows) >= MAX_ROWS:
-                raise InputError(f"{meta.name} has more than {MAX_ROWS} rows")
+            if len(rows) >= max_rows:
+                raise InputError(f"{meta.name} has more than {max_rows:,} rows")
             if None in rec:
                 rows.append("more fields than the header has columns")
                 continue
@@ -81,8 +103,8 @@ def _read_rows(meta: Path) -> tuple[list[str], list[dict | str]]:
     for line in raw.splitlines():
         if not line.strip():
             continue
-        if len(rows) >= MAX_ROWS:
-            raise InputError(f"{meta.name} has more than {MAX_ROWS} rows")
+        if len(rows) >= max_rows:
+            raise InputError(f"{meta.name} has more than {max_rows:,} rows")
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
@@ -108,33 +130,61 @@ def _inside(root: Path, path: Path) -> bool:
     return True
 
 
+def _shown(name: str) -> str:
+    """A name as it appears in a message: quoted, on one line, at most ``SHOW_NAME`` characters."""
+    if len(name) <= SHOW_NAME:
+        return repr(name)
+    return f"{name[:SHOW_NAME]!r}... ({len(name):,} characters)"
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """The parts of a relative name, backslashes read as slashes, empty and ``.`` parts dropped."""
+    return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
 def _unsafe_name(name: str) -> str | None:
-    """Why a member or file name may not be used (absolute, drive, ``..``), or None."""
+    """Why a member or file name may not be used, or None: absolute, a drive, ``..``, a NUL or
+    other control character, longer than ``MAX_PATH_BYTES`` or a part longer than ``MAX_NAME_BYTES``
+    (UTF-8), deeper than ``MAX_DEPTH`` folders. Pure string checks: nothing on disk is touched."""
     posix = name.replace("\\", "/")
-    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
-        return f"absolute path {name!r} not allowed"
-    if ".." in PurePosixPath(posix).parts:
-        return f"path {name!r} leaves the folder ('..')"
     if "\x00" in name:
-        return f"path {name!r} contains a NUL byte"
+        return f"path {_shown(name)} contains a NUL byte"
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return f"path {_shown(name)} contains a control character"
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+        return f"absolute path {_shown(name)} not allowed"
+    parts = _parts(name)
+    if ".." in parts:
+        return f"path {_shown(name)} leaves the folder ('..')"
+    if len(parts) > MAX_DEPTH + 1:
+        return f"path {_shown(name)} is too deep ({len(parts)} levels, limit {MAX_DEPTH + 1})"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return f"path {_shown(name)} is too long (limit {MAX_PATH_BYTES} bytes)"
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        return f"path {_shown(name)} has a name too long (limit {MAX_NAME_BYTES} bytes per name)"
     return None
 
 
 def _resolve_file(root: Path, name: object, column: str) -> Path:
     """The file a row names, inside ``root``; InputError (one line) otherwise."""
     if not isinstance(name, str):
-        raise InputError(f"{column} must be a string, got {name!r}")
+        raise InputError(f"{column} must be a string, got {type(name).__name__}")
     if not name.strip():
         raise InputError(f"{column} is empty")
     name = name.strip()
     why = _unsafe_name(name)
     if why:
         raise InputError(f"{column}: {why}")
-    path = root / name.replace("\\", "/")
-    if not _inside(root, path):
-        raise InputError(f"{column}: {name!r} points outside the folder (symlink)")
-    if not path.is_file():
-        raise InputError(f"{column}: file not found: {name}")
+    path = root.joinpath(*_parts(name))
+    try:
+        inside = _inside(root, path)
+        found = inside and path.is_file()
+    except (OSError, ValueError, RecursionError):  # a link loop, a name the file system refuses
+        inside, found = True, False
+    if not inside:
+        raise InputError(f"{column}: {_shown(name)} points outside the folder (symlink)")
+    if not found:
+        raise InputError(f"{column}: file not found: {_shown(name)}")
     return path
 
 
@@ -196,7 +246,45 @@ def _assign_splits(records: list[dict], has_split: bool) -> np.ndarray:
     return out.astype(str)
 
 
-def load_folder(path: Union[str, os.PathLike], *, image_size: int = 64, split: str = "train") -> MMDataset:
+def _check_budget(root: Path, meta: Path, rows: list[dict | str], *, has_mask: bool, max_pixels: int,
+                  max_bytes: int) -> None:
+    """Refuse, before any picture is decoded, rows that would decode more than ``max_pixels`` pixels
+    or read more than ``max_bytes`` bytes of pictures in all. Sizes come from the files' headers
+    (nothing is decoded); a row counts its picture each time (rows sharing a picture decode it
+    again), a mask twice (checked, then read). Files that a row may not use (missing, refused,
+    over the per-picture limits) count nothing: the row pass reports them without decoding them."""
+    pixels = nbytes = 0
+    seen: dict[Path, tuple[int, int]] = {}
+    columns = (("file_name", 1), ("mask_file", 2)) if has_mask else (("file_name", 1),)
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        for column, times in columns:
+            try:
+                path = _resolve_file(root, row.get(column), column)
+            except InputError:
+                continue
+            if path not in seen:
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    size = IMAGE_MAX_BYTES + 1
+                wh = header_size(path) if size <= IMAGE_MAX_BYTES else None
+                area = wh[0] * wh[1] if wh else 0
+                seen[path] = (area if area <= MAX_PIXELS else 0, size if size <= IMAGE_MAX_BYTES else 0)
+            pixels += times * seen[path][0]
+            nbytes += times * seen[path][1]
+    if pixels > max_pixels:
+        raise InputError(f"{meta.name}: the pictures hold {pixels:,} pixels in all (limit {max_pixels:,}); "
+                         "use smaller pictures (the models see them at 64x64) or fewer rows")
+    if nbytes > max_bytes:
+        raise InputError(f"{meta.name}: the pictures take {nbytes:,} bytes in all (limit {max_bytes:,}); "
+                         "use smaller picture files or fewer rows")
+
+
+def load_folder(path: Union[str, os.PathLike], *, image_size: int = 64, split: str = "train",
+                max_rows: int = MAX_ROWS, max_pixels: int = MAX_TOTAL_PIXELS,
+                max_bytes: int = MAX_FOLDER_BYTES) -> MMDataset:
     """Load a folder dataset (ImageFolder convention) as one split.
 
     images (N, 3, S, S) uint8 (S = image_size), texts (N,), targets {"label": (N,) int64} with
@@ -204,6 +292,11 @@ def load_folder(path: Union[str, os.PathLike], *, image_size: int = 64, split: s
     has ``mask_file``. ``split``: "train", "val", "test" or "all"; from the ``split`` column when
     there is one (val falls back to test when no row is val), else a fixed 80/20 train/test
     draw (val = test). Every row is validated; problems raise one InputError naming the rows.
+    Before any picture is decoded, the rows' pictures are held to ``max_pixels`` decoded pixels
+    and ``max_bytes`` bytes in all (read from their headers); the metadata to ``max_rows`` rows.
+
+    For the machine's owner: ``path`` may be any folder. A folder a visitor typed goes through
+    ``resolve_data_folder`` first.
     """
     root = Path(path)
     if not root.is_dir():
@@ -213,7 +306,7 @@ def load_folder(path: Union[str, os.PathLike], *, image_size: int = 64, split: s
     if not isinstance(image_size, (int, np.integer)) or not 8 <= image_size <= 1024:
         raise InputError(f"image_size must be an integer in 8..1024, got {image_size!r}")
     meta = _find_metadata(root)
-    columns, rows = _read_rows(meta)
+    columns, rows = _read_rows(meta, max_rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise InputError(f"{meta.name} lacks column(s) {', '.join(missing)} "
@@ -221,6 +314,7 @@ def load_folder(path: Union[str, os.PathLike], *, image_size: int = 64, split: s
     if not rows:
         raise InputError(f"{meta.name} has no rows")
     has_mask, has_split = "mask_file" in columns, "split" in columns
+    _check_budget(root, meta, rows, has_mask=has_mask, max_pixels=max_pixels, max_bytes=max_bytes)
 
     problems: list[tuple[int, str]] = []
     records: list[dict] = []
@@ -292,20 +386,136 @@ def _load_row(root: Path, row: dict, *, image_size: int, has_mask: bool, has_spl
     return rec
 
 
+# ---------------------------------------------------------------------------- server folders
+
+NOT_FOUND = "no dataset folder of that name in the shared data folder (names are relative to it)"
+
+
+def data_root() -> Path | None:
+    """``$MMLAB_DATA_ROOT`` (the one server folder whose subfolders visitors may load), or None."""
+    value = os.environ.get(DATA_ROOT_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _off() -> InputError:
+    return InputError("loading a folder on the server is turned off here: upload a zip of the folder instead")
+
+
+def resolve_data_folder(typed: object) -> Path:
+    """The folder a visitor typed, resolved inside ``$MMLAB_DATA_ROOT``; for ``load_folder``.
+
+    ``typed`` is relative to the root (an absolute path is accepted only when it lies inside it).
+    Links and ``..`` are followed first, then the result must be a folder inside the root (or the
+    root). A folder that does not exist, lies outside, is a file or cannot be named at all gets the
+    same one-line ``InputError`` (``NOT_FOUND``), so nothing about the rest of the server can be
+    learnt from the answers. Unset, no folder is found at all: the error says server folders are off.
+    """
+    root = data_root()
+    if root is None:
+        raise _off()
+    if not isinstance(typed, str) or not typed.strip():
+        raise InputError("type the name of a dataset folder in the shared data folder")
+    try:
+        base = Path(os.path.realpath(root))
+        found = Path(os.path.realpath(base / typed.strip()))
+        ok = base.is_dir() and (found == base or found.is_relative_to(base)) and found.is_dir()
+    except (OSError, ValueError, RecursionError):  # a NUL byte, a name too long, a link loop
+        ok = False
+    if not ok:
+        raise InputError(NOT_FOUND)
+    return found
+
+
+def data_folders(limit: int = 500) -> list[str]:
+    """Names of the folders right under ``$MMLAB_DATA_ROOT`` that hold a metadata file (sorted, at
+    most ``limit``): what a visitor may choose from. InputError when server folders are off."""
+    root = data_root()
+    if root is None:
+        raise _off()
+    try:
+        with os.scandir(root) as entries:
+            candidates = sorted(e.name for e in entries)
+    except OSError:
+        return []
+    names = []
+    for name in candidates:
+        try:
+            path = resolve_data_folder(name)
+            if any((path / n).is_file() for n in METADATA_NAMES):
+                names.append(name)
+        except (InputError, OSError):
+            continue
+        if len(names) >= limit:
+            break
+    return names
+
+
 # ---------------------------------------------------------------------------- zip uploads
 
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
+_SPECIAL = ((stat.S_ISLNK, "symlink"), (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device"),
+            (stat.S_ISFIFO, "pipe"), (stat.S_ISSOCK, "socket"))
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _check_members(members: list[zipfile.ZipInfo], *, max_bytes: int,
+                   max_members: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """(member, its name's parts) to unpack, after every check that needs nothing written: the
+    count, the total size, each name (``_unsafe_name``), each kind (links, devices, pipes,
+    sockets and encrypted or unknown compression are refused), a file named twice, and a name
+    that is a file in one member and a folder in another. Raises one InputError line."""
+    if len(members) > max_members:
+        raise InputError(f"zip has {len(members):,} members (limit {max_members:,})")
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise InputError(f"zip unpacks to {total:,} bytes (limit {max_bytes:,})")
+    files: set[tuple[str, ...]] = set()
+    folders: set[tuple[str, ...]] = set()
+    out = []
+    for m in members:
+        why = _unsafe_name(m.filename)
+        if why:
+            raise InputError(f"zip member refused: {why}")
+        shown = _shown(m.filename)
+        mode = m.external_attr >> 16
+        kind = next((what for test, what in _SPECIAL if test(mode)), None)
+        if kind:
+            raise InputError(f"zip member refused: {shown} is a {kind}, not a file")
+        if m.flag_bits & 0x1:
+            raise InputError(f"zip member refused: {shown} is encrypted")
+        if m.compress_type not in _COMPRESSIONS:
+            raise InputError(f"zip member refused: {shown} uses an unsupported compression ({m.compress_type})")
+        parts = _parts(m.filename)
+        if not parts:
+            if m.is_dir():
+                continue
+            raise InputError(f"zip member refused: {shown} has no file name")
+        if m.is_dir():
+            folders.add(parts)
+        elif parts in files:
+            raise InputError(f"zip member refused: {_shown('/'.join(parts))} appears twice")
+        else:
+            files.add(parts)
+            folders.update(parts[:i] for i in range(1, len(parts)))
+        out.append((m, parts))
+    clash = min(files & folders, default=None)
+    if clash:
+        raise InputError(f"zip member refused: {_shown('/'.join(clash))} is both a file and a folder")
+    return out
 
 
 def load_zip(source: Union[str, os.PathLike, bytes, BinaryIO], dest_dir: Union[str, os.PathLike], *,
              image_size: int = 64, split: str = "train", max_bytes: int = MAX_ZIP_BYTES,
-             max_members: int = MAX_ZIP_MEMBERS) -> MMDataset:
+             max_members: int = MAX_ZIP_MEMBERS, max_rows: int = MAX_ZIP_ROWS,
+             max_pixels: int = MAX_TOTAL_PIXELS) -> MMDataset:
     """Unpack a zipped folder dataset into ``dest_dir`` (new or empty) and load it.
 
     Refused before anything is written: more than ``max_members`` members, more than
-    ``max_bytes`` uncompressed in total, absolute or ``..`` member names (zip-slip), symlinks,
-    encrypted members. The metadata may sit at the top or in one top-level folder.
+    ``max_bytes`` uncompressed in total, absolute or ``..`` member names (zip-slip), names too
+    long or too deep, control characters, symlinks, devices, pipes, encrypted members, a file
+    named twice, a name that is both a file and a folder. Refused before any picture is
+    decoded: more than ``max_rows`` rows, pictures of more than ``max_pixels`` pixels (or more
+    than ``max_bytes`` bytes) in all. The metadata may sit at the top or in one top-level folder.
+    No other error escapes: a file system that refuses a name is one InputError line too.
     """
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -314,43 +524,50 @@ def load_zip(source: Union[str, os.PathLike, bytes, BinaryIO], dest_dir: Union[s
         source = io.BytesIO(bytes(source))
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise InputError(f"not a readable zip file ({e})") from None
     with archive:
-        members = archive.infolist()
-        if len(members) > max_members:
-            raise InputError(f"zip has {len(members)} members (limit {max_members})")
-        total = sum(m.file_size for m in members)
-        if total > max_bytes:
-            raise InputError(f"zip unpacks to {total:,} bytes (limit {max_bytes:,})")
-        for m in members:
-            why = _unsafe_name(m.filename)
-            if why:
-                raise InputError(f"zip member refused: {why}")
-            if _is_symlink(m):
-                raise InputError(f"zip member refused: {m.filename!r} is a symlink")
-            if m.flag_bits & 0x1:
-                raise InputError(f"zip member refused: {m.filename!r} is encrypted")
-        dest.mkdir(parents=True, exist_ok=True)
-        written = 0
-        for m in members:
-            target = dest / m.filename.replace("\\", "/")
-            if not _inside(dest, target):
-                raise InputError(f"zip member refused: {m.filename!r} leaves the folder")
-            if m.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(m) as src, open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        if written > max_bytes:  # sizes in the directory may lie
-                            raise InputError(f"zip unpacks to more than {max_bytes:,} bytes")
-                        out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
-                raise InputError(f"zip member {m.filename!r} is unreadable ({e})") from None
-    return load_folder(_dataset_root(dest), image_size=image_size, split=split)
+        entries = _check_members(archive.infolist(), max_bytes=max_bytes, max_members=max_members)
+        try:
+            _unpack(archive, entries, dest, max_bytes)
+        except OSError as e:  # the checks above leave only the file system's own refusals
+            raise InputError(f"the zip cannot be unpacked on this server ({e.strerror or type(e).__name__})") from None
+    return load_folder(_dataset_root(dest), image_size=image_size, split=split, max_rows=max_rows,
+                       max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+def _unpack(archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, tuple[str, ...]]], dest: Path,
+            max_bytes: int) -> None:
+    """Write the checked members under ``dest``; a file is never written twice ("xb")."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for m, parts in entries:
+        target = dest.joinpath(*parts)
+        if not _inside(dest, target):
+            raise InputError(f"zip member refused: {_shown(m.filename)} leaves the folder")
+        if m.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            for chunk in _chunks(archive, m):
+                written += len(chunk)
+                if written > max_bytes:  # sizes in the directory may lie
+                    raise InputError(f"zip unpacks to more than {max_bytes:,} bytes")
+                out.write(chunk)
+
+
+_UNREADABLE = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError, zlib.error)
+
+
+def _chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int = 1 << 20):
+    """A member's bytes in chunks; a broken member (bad CRC, cut data) is one InputError line."""
+    try:
+        with archive.open(member) as src:
+            while chunk := src.read(size):
+                yield chunk
+    except _UNREADABLE as e:
+        raise InputError(f"zip member {_shown(member.filename)} is unreadable ({e})") from None
 
 
 def _dataset_root(dest: Path) -> Path:

@@ -136,6 +136,22 @@ def _open(source: ImageLike) -> Image.Image:
     return img
 
 
+def header_size(path: Union[str, os.PathLike]) -> tuple[int, int] | None:
+    """(width, height) of the picture file at ``path``, read from its header alone (the first few
+    KB; nothing is decoded), or None when it is not a readable picture of an allowed format no
+    larger than ``MAX_BYTES`` (``load_image`` then says why). For budgets checked before decoding."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_BYTES:
+                return None
+            with _OPEN_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(f, formats=[f for f in ALLOWED_FORMATS if f != "MPO"]) as img:
+                    return img.size
+    except Exception:  # noqa: BLE001 - unreadable, refused or a bomb: load_image reports it
+        return None
+
+
 def _scale_to_8bit(arr: np.ndarray) -> np.ndarray:
     """Grey values of any range to (H, W) uint8: 0..255 kept, 0..65535 (16-bit) scaled, else min-max;
     floats in [0, 1] are scaled by 255. NaN and infinities become 0."""

@@ -1,11 +1,21 @@
 """Text validation shared by every entry point.
 
 Any Unicode is accepted. Control characters (NUL, the other C0 and C1 codes, DEL), lone
-surrogates (they cannot be written as UTF-8), bidirectional overrides and byte-order marks are
-removed; whitespace of any kind collapses to single spaces; the text is NFC-normalised and cut to
-``MAX_CHARS`` characters. Empty or whitespace-only text is refused. Tokenizers cut further to
-their own limit; ``clean_text_with_notice`` says when either cut happened, so the app and the
-demo can show it.
+surrogates (they cannot be written as UTF-8) and every invisible format character (Unicode
+category Cf: zero-width space and joiners, soft hyphen, bidirectional marks and overrides,
+byte-order marks, tag characters) are removed; whitespace of any kind collapses to single spaces;
+the text is NFC-normalised and cut to ``MAX_CHARS`` characters. Empty or whitespace-only text is
+refused. Tokenizers cut further to their own limit; ``clean_text_with_notice`` says when either cut
+happened, so the app and the demo can show it.
+
+Two invisible characters keep a visible meaning and are kept where they have it: the zero-width
+joiner (U+200D) between two pictographs, where it makes one emoji of several (family, profession,
+rainbow flag: the word tokenizer reads such a sequence as one token), and one variation selector
+directly after a visible character (U+FE0F asks for the emoji form of a heart). Everywhere else
+they are removed: a joiner between letters (its only other use, shaping Arabic and Indic scripts,
+changes how letters are drawn, not which letters they are; the MiniLM tokenizer drops it too), and
+runs of selectors, which can carry hidden data. Tag characters (U+E0020..U+E007F) are removed even
+inside flag sequences: they can spell hidden ASCII, and England's flag becomes a black flag.
 """
 from __future__ import annotations
 
@@ -17,9 +27,24 @@ from mmlab.errors import InputError
 
 MAX_CHARS = 2000
 MAX_INPUT_CHARS = 50 * MAX_CHARS  # longer input is sliced before cleaning (bounded work)
+ZWJ = "\u200d"
+# the invisible format characters (Unicode category Cf, as of Unicode 14) but the joiner
+_FORMAT = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200c\u200e\u200f"
+           "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+           "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+# pictographs: the blocks of Unicode's Extended_Pictographic property (emoji, dingbats, symbols)
+_PICTOGRAPH = ("[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf"
+               "\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\U0001f000-\U0001faff]")
+_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"  # variation selectors
+_MODIFIER = f"[{_SELECTORS}\U0001f3fb-\U0001f3ff]"  # a variation selector or an emoji skin tone
+EMOJI = f"{_PICTOGRAPH}{_MODIFIER}?(?:{ZWJ}{_PICTOGRAPH}{_MODIFIER}?)*"  # one emoji, ZWJ sequences included
 # removed outright: C0/C1 controls that are not whitespace (whitespace collapses to a space below),
-# lone surrogates, bidi embeddings/overrides/isolates, the byte-order mark
-_REMOVE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff]")
+# lone surrogates, and the format characters (the joiner is judged by its neighbours below)
+_REMOVE = re.compile(f"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff{_FORMAT}]")
+# a joiner that does not join two pictographs (a selector or skin tone may follow the first)
+_LOOSE_JOINER = re.compile(f"(?<!{_PICTOGRAPH}){ZWJ}(?<!{_PICTOGRAPH}{_MODIFIER}{ZWJ})|{ZWJ}(?!{_PICTOGRAPH})")
+# a variation selector after no visible character: at the start, after a space or after another selector
+_LOOSE_SELECTOR = re.compile(f"(?:^|(?<=[\\s{_SELECTORS}]))[{_SELECTORS}]")
 
 
 def _clean(text: object, max_chars: int) -> tuple[str, int, bool]:
@@ -33,8 +58,9 @@ def _clean(text: object, max_chars: int) -> tuple[str, int, bool]:
         raise InputError(f"text must be a string, got {type(text).__name__}")
     sliced = len(text) > MAX_INPUT_CHARS
     text = _REMOVE.sub("", text[:MAX_INPUT_CHARS])
+    text = _LOOSE_SELECTOR.sub("", _LOOSE_JOINER.sub("", text))
     text = " ".join(unicodedata.normalize("NFC", text).split())
-    return text[:max_chars].rstrip(), len(text), sliced
+    return text[:max_chars].rstrip().rstrip(ZWJ), len(text), sliced
 
 
 def clean_text(text: object, *, allow_empty: bool = False) -> str:

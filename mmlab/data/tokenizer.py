@@ -1,4 +1,10 @@
-"""A word-level tokenizer for the from-scratch text encoders (fast path)."""
+"""A word-level tokenizer for the from-scratch text encoders (fast path).
+
+A token is a run of ASCII letters and digits, one emoji (a pictograph with its skin tone or
+variation selector, and the pictographs a zero-width joiner adds to it: a family is one token),
+or any other single character with the variation selector that may follow it. Text reaches it
+cleaned (``mmlab.data.text``): no invisible format character is left to become a token.
+"""
 from __future__ import annotations
 
 import re
@@ -7,8 +13,10 @@ from collections.abc import Iterable
 
 import torch
 
+from mmlab.data.text import EMOJI
+
 PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
-_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]", re.IGNORECASE)
+_WORD = re.compile(f"[a-z0-9]+|{EMOJI}|[^\\sa-z0-9][\ufe00-\ufe0f\U000e0100-\U000e01ef]?", re.IGNORECASE)
 
 
 def split_words(text: str) -> list[str]:

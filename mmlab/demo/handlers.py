@@ -83,6 +83,7 @@ def load(name: str | None, root: str | os.PathLike | None = None):
 
 # ---- inputs -----------------------------------------------------------------------------
 REFUSED_PATH = "image must be uploaded to this demo (send the picture itself, not a path on the server)"
+EXPIRED = "the picture is no longer on the server (uploads are deleted after a while): upload it again"
 MAX_DATA_URL_BYTES = 20 * 1024 * 1024  # the same limit as the demo's uploads (``app.MAX_UPLOAD``)
 
 
@@ -135,8 +136,11 @@ def image_source(value, allowed=None) -> ImageLike:
         try:
             if not _inside(Path(value), folders):
                 raise InputError(REFUSED_PATH)
+            uploaded = os.path.isfile(value)
         except (OSError, ValueError):  # a NUL byte, an unreadable link: refused the same way
             raise InputError(REFUSED_PATH) from None
+        if not uploaded:  # inside the upload folder, deleted on schedule (``app.DELETE_CACHE``)
+            raise InputError(EXPIRED)
         return str(value)
     return value
 
