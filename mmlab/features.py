@@ -232,7 +232,7 @@ def _plan(model, modality: str, data, prepared) -> tuple[tuple, str, list[str], 
     """(memory key, file prefix, per-sample digests, per-sample text lengths or None)."""
     enc = model.encoder(modality)
     inputs = encoder_inputs(modality, prepared)
-    enc_key = str(getattr(enc, "cache_key", type(enc).__name__))
+    enc_key = enc.cache_key or type(enc).__name__
     lengths = _lengths(modality, inputs)
     digests = _sample_digests(inputs, lengths)
     whole = hashlib.blake2b("".join(digests).encode(), digest_size=16).hexdigest()
@@ -270,7 +270,7 @@ def extract_cached(model, modality: str, data, prepared, *, batch_size: int = BA
     says which are real). The disk folder is then held to ``max_bytes()`` (least recently used out).
     """
     enc = model.encoder(modality)
-    if not getattr(enc, "frozen", False):
+    if not enc.frozen:
         raise InputError(f"the {modality} encoder is trained end to end; only frozen encoders have cached features")
     n = len(data)
     inputs = encoder_inputs(modality, prepared)

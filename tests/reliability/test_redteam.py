@@ -243,14 +243,14 @@ def frozen_model():
     """A model whose image encoder is frozen (its backbone features are cached); random weights."""
     from mmlab.config import ModelConfig
     from mmlab.data import load_dataset
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
     data = load_dataset("shapes", "train", n=12)
     cfg = ModelConfig(image_encoder="efficientnet_lite0", text_encoder="bigru", dim=16,
                       targets={"label": len(data.classes["label"])})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: one thread is the fastest on a shared machine
-    yield Model(cfg, classes={"label": data.classes["label"]},
+    yield build_model(cfg, classes={"label": data.classes["label"]},
                 tokenizer=WordTokenizer.fit(data.texts).to_json()), data
     torch.set_num_threads(threads)
 
@@ -332,12 +332,12 @@ def demo_zoo(tmp_path_factory):
     from mmlab import checkpoint, zoo
     from mmlab.config import ModelConfig
     from mmlab.data import load_dataset
-    from mmlab.model import Model
+    from mmlab.model import build_model
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("zoo")
     data = load_dataset("shapes", "train", n=32)
-    model = Model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=16),
+    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=16),
                   classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
     checkpoint.save(model, root / "tiny", meta={"name": "tiny", "dataset": "shapes"})
     zoo.update_manifest({"name": "tiny", "path": "tiny", "dataset": "shapes", "task": "mask",
