@@ -111,25 +111,25 @@ def _require_attention(model, run: PairRun) -> None:
             f"fusion {model.cfg.fusion!r} has no text-to-image attention; use grad_cam for its map")
 
 
-def _target_score(model, out, target) -> torch.Tensor:
-    """The scalar the gradients explain.
+def _target_scores(model, out, target) -> torch.Tensor:
+    """(B,) the scalar per sample that the gradients explain.
 
-    target None: the predicted class of the primary target, or for a mask-only model the
-    mask (below). An int or class name: that class of the primary target; ``"head:class"``
+    target None: for a mask model, its mask (what it is judged by and what the pages show);
+    otherwise the predicted class of the primary target. An int or class name: that class of the primary target; ``"head:class"``
     names a class of another head; ``"mask"``: the sum of mask logits inside the predicted
     mask (probability > 0.5); when the predicted mask is empty, the sum of all mask logits
     weighted by their (constant) probabilities, so the likeliest pixels count most.
+    Samples are independent in eval mode, so the gradient of the batch's sum is each sample's own.
     """
     if target is None:
-        target = "mask" if model.primary is None else None
+        target = "mask" if model.mask_head is not None else None
     if target == "mask":
         if out.mask is None:
             raise InputError("this model predicts no mask; explain a class instead")
-        logits = out.mask[0]  # (S, S)
+        logits = out.mask.flatten(1)  # (B, S*S)
         inside = (logits > 0).detach()
-        if bool(inside.any()):
-            return (logits * inside).sum()
-        return (logits * torch.sigmoid(logits).detach()).sum()
+        weight = torch.where(inside.any(1, keepdim=True), inside.to(logits.dtype), torch.sigmoid(logits).detach())
+        return (logits * weight).sum(1)
     head = model.primary
     if head is None:
         raise InputError("this model has no class head; use target='mask'")
@@ -137,19 +137,19 @@ def _target_score(model, out, target) -> torch.Tensor:
         head, target = target.split(":", 1)
         if head not in out.logits:
             raise InputError(f"unknown head {head!r}; choose one of: {', '.join(out.logits)}")
-    logits = out.logits[head][0]  # (C,)
+    logits = out.logits[head]  # (B, C)
     names = model.classes.get(head, [])
     if target is None:
-        index = int(logits.argmax())
+        index = logits.argmax(1)
     elif isinstance(target, str):
         if target not in names:
             raise InputError(f"unknown class {target!r} of {head!r}; choose one of: {', '.join(names)}")
-        index = names.index(target)
+        index = torch.full((len(logits),), names.index(target))
     else:
-        index = int(target)
-        if not 0 <= index < logits.shape[0]:
-            raise InputError(f"class index {index} out of range for {head!r} ({logits.shape[0]} classes)")
-    return logits[index]
+        if not 0 <= int(target) < logits.shape[1]:
+            raise InputError(f"class index {target} out of range for {head!r} ({logits.shape[1]} classes)")
+        index = torch.full((len(logits),), int(target))
+    return logits.gather(1, index[:, None])[:, 0]
 
 
 def _grads(score: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor | None]:
@@ -172,10 +172,102 @@ def _with_grad(model):
 
 
 def _to_grid(rows: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
-    return rows.detach().reshape(rows.shape[0], *grid).float().numpy()  # (T, h, w)
+    return rows.detach().reshape(*rows.shape[:-1], *grid).float().numpy()  # (..., h, w)
 
 
-# ---- the maps ---------------------------------------------------------------------------
+# ---- the rules, on a batch --------------------------------------------------------------
+def rollout_rows(model, out, *, residual: float = 0.5) -> torch.Tensor:
+    """Attention rollout of a batch's model output: (B, T, P) text-token -> image-patch rows summing to 1.
+    See ``rollout`` for the rule."""
+    joint = [out.fusion.joint_attention[k] for k in _layer_keys(out.fusion.joint_attention or {})]
+    P, T = out.encoded["image"].tokens.shape[1], out.encoded["text"].tokens.shape[1]
+    if joint:
+        B, N = joint[0].shape[0], joint[0].shape[-1]
+        eye = torch.eye(N).expand(B, N, N)
+        R = eye
+        for A in joint:
+            a = residual * eye + (1 - residual) * A.float().mean(1)  # (B, N, N)
+            R = (a / a.sum(-1, keepdim=True)) @ R
+        image_s, text_s = _joint_slices(model, P, T, N)
+        rows = R[:, text_s, image_s]  # (B, T, P)
+    else:
+        layers = [out.fusion.attention[k] for k in _layer_keys(out.fusion.attention or {})]
+        if not layers:
+            raise NoAttentionError(f"fusion {model.cfg.fusion!r} has no text-to-image attention")
+        L = len(layers)  # the text -> image block of the joint-graph product, in closed form
+        rows = sum((1 - residual) * residual ** (L - 1 - i) * A.float().mean(1) for i, A in enumerate(layers))
+    return rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def relevance_rows(model, out, score: torch.Tensor) -> torch.Tensor:
+    """Gradient-weighted relevance (Chefer et al. 2021) of a batch: (B, T, P), non-negative. ``score`` (B,):
+    what each sample's relevance explains (``_target_scores``); the output must be on its graph."""
+    joint = [out.fusion.joint_attention[k] for k in _layer_keys(out.fusion.joint_attention or {})]
+    layers = joint or [out.fusion.attention[k] for k in _layer_keys(out.fusion.attention or {})]
+    if not layers:
+        raise NoAttentionError(f"fusion {model.cfg.fusion!r} has no text-to-image attention")
+    grads = _grads(score.sum(), layers)
+    cams = [((torch.zeros_like(A) if g is None else g) * A).clamp(min=0).mean(1).detach().float()
+            for A, g in zip(layers, grads)]  # (B, Tq, Tk) each
+    if not joint:
+        return torch.stack(cams).sum(0)  # (B, T, P)
+    P, T = out.encoded["image"].tokens.shape[1], out.encoded["text"].tokens.shape[1]
+    B, N = cams[0].shape[0], cams[0].shape[-1]
+    R = torch.eye(N).expand(B, N, N)
+    for a in cams:
+        R = R + a @ R
+    image_s, text_s = _joint_slices(model, P, T, N)
+    return R[:, text_s, image_s]  # (B, T, P)
+
+
+def decision_relevance(model, out, score: torch.Tensor, target=None) -> torch.Tensor:
+    """Relevance (Chefer et al. 2021) of each image patch for the decision itself: (B, P), non-negative.
+
+    The rule is read at the positions where the decision is made. With joint self-attention (a
+    multimodal transformer over [CLS, patches, words]) the class is read from [CLS] and the mask from
+    the image patches, and the words' last-layer outputs feed neither: reading the word rows (as for
+    cross-attention) shows only what the words took from the image in earlier layers, which is why
+    it landed on no shape. So: the [CLS] row for a class, the rows of the patches inside the predicted
+    mask (weighted by its probability) for a mask. With text -> image cross-attention the sentence
+    decides (its words' outputs are pooled), so it is the mean of the real words' rows.
+    """
+    joint = [out.fusion.joint_attention[k] for k in _layer_keys(out.fusion.joint_attention or {})]
+    if not joint:
+        rows = relevance_rows(model, out, score)  # (B, T, P)
+        real = out.encoded["text"].mask.to(rows.dtype)  # (B, T)
+        return (rows * real[:, :, None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
+    P, T = out.encoded["image"].tokens.shape[1], out.encoded["text"].tokens.shape[1]
+    grads = _grads(score.sum(), joint)
+    cams = [((torch.zeros_like(A) if g is None else g) * A).clamp(min=0).mean(1).detach().float()
+            for A, g in zip(joint, grads)]
+    B, N = cams[0].shape[0], cams[0].shape[-1]
+    R = torch.eye(N).expand(B, N, N)
+    for a in cams:
+        R = R + a @ R
+    slices = model.fusion.joint_slices(P, T)
+    image_s = slices["image"]
+    if (target is None and model.mask_head is not None) or target == "mask":
+        grid = out.encoded["image"].grid
+        weight = torch.nn.functional.adaptive_avg_pool2d(torch.sigmoid(out.mask.detach().float())[:, None], grid)
+        weight = weight.flatten(1)  # (B, P): the predicted mask on the patch grid
+        return (weight[:, :, None] * R[:, image_s, image_s]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1e-12)
+    return R[:, slices["decision"], image_s].mean(1)  # (B, P): the [CLS] row
+
+
+def grad_cam_rows(out, score: torch.Tensor, encoded: dict) -> torch.Tensor:
+    """Grad-CAM of a batch over the image encoder's patch tokens (before any drop): (B, P), >= 0."""
+    tokens, pooled = encoded["image"].tokens, encoded["image"].pooled
+    g_tok, g_pool = _grads(score.sum(), [tokens, pooled])
+    if g_tok is not None and bool(g_tok.abs().sum() > 0):
+        weights = g_tok.float().mean(1)  # (B, D)
+    elif g_pool is not None:
+        weights = g_pool.float()  # (B, D)
+    else:
+        weights = torch.zeros(tokens.shape[0], tokens.shape[2])
+    return torch.einsum("bpd,bd->bp", tokens.detach().float(), weights).clamp(min=0)  # (B, P)
+
+
+# ---- the maps of one pair ---------------------------------------------------------------
 def attention_maps(model: Model, image: ImageLike, text: str, *, drop=None) -> dict[str, np.ndarray]:
     """Raw text-token -> image-patch attention per layer: ``{"layer{l}": (H, T, h, w)}``.
 
@@ -211,29 +303,8 @@ def rollout(model: Model, image: ImageLike, text: str, *, drop=None, residual: f
     with model.evaluating(), torch.no_grad():
         run = model.run_pair(image, text, drop=drop)
     _require_attention(model, run)
-    P = run.encoded["image"].tokens.shape[1]
-    joint = _self_attention(run)
-    if joint:
-        N = joint[0].shape[-1]
-        R = torch.eye(N)
-        for A in joint:
-            a = residual * torch.eye(N) + (1 - residual) * A[0].float().mean(0)  # (N, N)
-            R = (a / a.sum(-1, keepdim=True)) @ R
-        image_s, text_s = _joint_slices(model, P, run.encoded["text"].tokens.shape[1], N)
-        rows = R[text_s, image_s]  # (T, P)
-    else:
-        layers = _cross_attention(run)
-        T = layers[0].shape[2]
-        R = torch.eye(T + P)
-        for A in layers:
-            a = torch.zeros(T + P, T + P)
-            a[:T, :T] = residual * torch.eye(T)
-            a[:T, T:] = (1 - residual) * A[0].float().mean(0)  # (T, P)
-            a[T:, T:] = torch.eye(P)
-            R = a @ R
-        rows = R[:T, T:]  # (T, P)
-    rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
-    return _to_grid(rows, _grid(run.encoded["image"], P))
+    rows = rollout_rows(model, run.out, residual=residual)[0]
+    return _to_grid(rows, _grid(run.encoded["image"], rows.shape[-1]))
 
 
 def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
@@ -258,25 +329,17 @@ def relevance(model: Model, image: ImageLike, text: str, *, target=None, drop=No
     with _with_grad(model):
         run = model.run_pair(image, text, drop=drop)
         _require_attention(model, run)
-        joint = _self_attention(run)
-        layers = joint or _cross_attention(run)
-        score = _target_score(model, run.out, target)
-        grads = _grads(score, layers)
-    cams = []
-    for A, g in zip(layers, grads):
-        g = torch.zeros_like(A) if g is None else g
-        cams.append((g[0] * A[0]).clamp(min=0).mean(0).detach().float())  # (Tq, Tk)
-    P = run.encoded["image"].tokens.shape[1]
-    if joint:
-        N = cams[0].shape[-1]
-        R = torch.eye(N)
-        for a in cams:
-            R = R + a @ R
-        image_s, text_s = _joint_slices(model, P, run.encoded["text"].tokens.shape[1], N)
-        rows = R[text_s, image_s]  # (T, P)
-    else:
-        rows = torch.stack(cams).sum(0)  # (T, P)
-    return _to_grid(rows, _grid(run.encoded["image"], P))
+        rows = relevance_rows(model, run.out, _target_scores(model, run.out, target))[0]
+    return _to_grid(rows, _grid(run.encoded["image"], rows.shape[-1]))
+
+
+def relevance_of_decision(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
+    """Relevance of each image patch for the model's decision on one pair (``decision_relevance``): (h, w)."""
+    with _with_grad(model):
+        run = model.run_pair(image, text, drop=drop)
+        _require_attention(model, run)
+        row = decision_relevance(model, run.out, _target_scores(model, run.out, target), target)[0]
+    return _to_grid(row, _grid(run.encoded["image"], row.shape[-1]))
 
 
 def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=None) -> np.ndarray:
@@ -291,17 +354,8 @@ def grad_cam(model: Model, image: ImageLike, text: str, *, target=None, drop=Non
     """
     with _with_grad(model):
         run = model.run_pair(image, text, drop=drop)
-        score = _target_score(model, run.out, target)
-        g_tok, g_pool = _grads(score, [run.encoded["image"].tokens, run.encoded["image"].pooled])
-    tokens = run.encoded["image"].tokens[0].detach().float()  # (P, D)
-    if g_tok is not None and bool(g_tok.abs().sum() > 0):
-        weights = g_tok[0].float().mean(0)  # (D,)
-    elif g_pool is not None:
-        weights = g_pool[0].float()  # (D,)
-    else:
-        weights = torch.zeros(tokens.shape[1])
-    cam = (tokens @ weights).clamp(min=0)  # (P,)
-    return cam.reshape(_grid(run.encoded["image"], cam.shape[0])).numpy()  # (h, w)
+        cam = grad_cam_rows(run.out, _target_scores(model, run.out, target), run.encoded)[0]
+    return _to_grid(cam, _grid(run.encoded["image"], cam.shape[-1]))  # (h, w)
 
 
 # ---- one map for the app ----------------------------------------------------------------
@@ -365,8 +419,14 @@ def explain(model: Model, image: ImageLike, text: str, method: str = "attention"
             return ExplainResult(normalize(_pick_token(rollout(model, picture, text, drop=drop), token)), method,
                                  tokens, view=view)
         if method == "relevance":
+            if token is None:  # the whole sentence: the relevance of the decision itself
+                return ExplainResult(normalize(relevance_of_decision(model, picture, text, target=target, drop=drop)),
+                                     method, tokens, view=view)
             rows = relevance(model, picture, text, target=target, drop=drop)
-            return ExplainResult(normalize(_pick_token(rows, token)), method, tokens, view=view)
+            note = ("in a joint transformer a word's own output feeds neither the class nor the mask, so its "
+                    "relevance shows only what it read from the image; the whole sentence shows the decision's"
+                    if hasattr(model.fusion, "joint_slices") else "")
+            return ExplainResult(normalize(_pick_token(rows, token)), method, tokens, note, view)
     except NoAttentionError:
         note = f"{model.cfg.fusion} has no text-to-image attention, so this is Grad-CAM over the image patches"
     cam = grad_cam(model, picture, text, target=target, drop=drop)

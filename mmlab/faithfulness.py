@@ -26,9 +26,6 @@ for the sentence's head noun (the word that names the object) and for the whole 
 """
 from __future__ import annotations
 
-import copy
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -192,10 +189,10 @@ def _attention_maps(model, images: torch.Tensor, text: dict, heads: np.ndarray, 
             stack = torch.stack([att[k].float() for k in keys])  # (L, B, H, T, P)
             B, T = stack.shape[1], stack.shape[3]
             idx = torch.as_tensor(heads[sl]).clamp_min(0)
-            rows = stack[:, torch.arange(B), :, idx]  # (L, B, H, P)
+            rows = stack.transpose(0, 1)[torch.arange(B), :, :, idx]  # (B, L, H, P): each scene's head noun
             for li, k in enumerate(keys):
-                per_head.setdefault(k, []).append(rows[li].reshape(B, rows.shape[2], *grid).numpy())
-            head_maps.append(rows.mean((0, 2)).reshape(B, *grid).numpy())
+                per_head.setdefault(k, []).append(rows[:, li].reshape(B, rows.shape[2], *grid).numpy())
+            head_maps.append(rows.mean((1, 2)).reshape(B, *grid).numpy())
             real = out.encoded["text"].mask.float()  # (B, T)
             mean = (stack.mean((0, 2)) * real[:, :, None]).sum(1) / real.sum(1, keepdim=True)  # (B, P)
             sentence_maps.append(mean.reshape(B, *grid).numpy())
@@ -203,18 +200,39 @@ def _attention_maps(model, images: torch.Tensor, text: dict, heads: np.ndarray, 
             {k: np.concatenate(v) for k, v in per_head.items()})
 
 
-def _pair_maps(fn: Callable, model, pictures: list, texts: list[str], heads: np.ndarray):
-    """A per-pair map method (rollout, relevance: (T, h, w); Grad-CAM: (h, w)) over the scenes."""
+def _batched_maps(method: str, model, images: torch.Tensor, text: dict, heads: np.ndarray, batch_size: int = 64):
+    """Rollout, relevance or Grad-CAM of every scene, batched (``mmlab.explain``'s rules on a batch):
+    ((N, h, w) of the head noun, (N, h, w) of the whole sentence)."""
+    from mmlab import explain as E
+
     head_maps, sentence_maps = [], []
-    for picture, text, h in zip(pictures, texts, heads):
-        rows = fn(model, picture, text, drop=None)
-        if rows.ndim == 2:
-            head_maps.append(rows)
-            sentence_maps.append(rows)
-        else:
-            head_maps.append(rows[max(int(h), 0)])
-            sentence_maps.append(rows.mean(0))
-    return np.stack(head_maps), np.stack(sentence_maps)
+    with E._with_grad(model):
+        for s in range(0, len(images), batch_size):
+            sl = slice(s, s + batch_size)
+            encoded = model.encode(images[sl], _trim({k: v[sl] for k, v in text.items()}))
+            out = model.head_forward(encoded, model.eval_drop)
+            grid = encoded["image"].grid
+            if method == "gradcam":
+                cam = E.grad_cam_rows(out, E._target_scores(model, out, None), encoded).detach()  # (B, P)
+                head_maps.append(cam.reshape(-1, *grid).numpy())
+                sentence_maps.append(cam.reshape(-1, *grid).numpy())
+                continue
+            if method == "rollout":
+                rows = E.rollout_rows(model, out).detach()
+            else:
+                rows = E.relevance_rows(model, out, E._target_scores(model, out, None))  # (B, T, P)
+            B = rows.shape[0]
+            idx = torch.as_tensor(heads[sl]).clamp_min(0)
+            head_maps.append(rows[torch.arange(B), idx].reshape(B, *grid).numpy())
+            if method == "relevance":  # the whole sentence: the relevance of the decision (a second pass)
+                out = model.head_forward(model.encode(images[sl], _trim({k: v[sl] for k, v in text.items()})),
+                                         model.eval_drop)
+                mean = E.decision_relevance(model, out, E._target_scores(model, out, None))
+            else:
+                real = out.encoded["text"].mask.float()  # (B, T)
+                mean = (rows * real[:, :, None]).sum(1) / real.sum(1, keepdim=True)
+            sentence_maps.append(mean.reshape(B, *grid).numpy())
+    return np.concatenate(head_maps), np.concatenate(sentence_maps)
 
 
 def method_names(model) -> list[str]:
@@ -227,13 +245,11 @@ def method_names(model) -> list[str]:
 
 def compute_maps(model, data, methods: list[str]) -> Maps:
     """Every asked method's maps of the scenes of ``data`` (its head nouns from ``info["head_word"]``)."""
-    from mmlab import explain
     from mmlab.train import Prepared
 
     prepared = Prepared(model, data)
     heads = prepared.head.numpy()
     images = prepared.images.float() / 255.0
-    pictures = [np.ascontiguousarray(im.transpose(1, 2, 0)) for im in data.images]  # (S, S, 3) uint8
     by_method, per_head = {}, {}
     for method in methods:
         if method == "attention":
@@ -243,8 +259,7 @@ def compute_maps(model, data, methods: list[str]) -> Maps:
             by_method[method] = {"head": got[0], "sentence": got[1]}
             per_head = got[2]
         else:
-            fn = {"rollout": explain.rollout, "relevance": explain.relevance, "gradcam": explain.grad_cam}[method]
-            h, s = _pair_maps(fn, model, pictures, data.texts, heads)
+            h, s = _batched_maps(method, model, images, prepared.text, heads)
             by_method[method] = {"head": h, "sentence": s}
     return Maps(by_method, per_head)
 
@@ -374,7 +389,7 @@ def cascading_randomization(model, data, methods: list[str]) -> dict[str, dict[s
     """{method: {stage: mean Spearman rho between the map before and after re-initialising the model from
     its heads down to that stage}}, on a private copy of the model."""
     before = compute_maps(model, data, methods).by_method
-    copy_ = copy.deepcopy(model)
+    copy_ = model.clone()
     out: dict[str, dict[str, float]] = {m: {} for m in before}
     for i, stage in enumerate(STAGES):
         for module in _stage_modules(copy_, stage):

@@ -271,6 +271,13 @@ class Model(nn.Module):
 
         return clean_text_with_notice(text, max_tokens=self.text_encoder.max_tokens, allow_empty=True)[1]
 
+    def clone(self) -> "Model":
+        """A private copy (same config, weights, domain and meta) that can be changed freely."""
+        other = build_model(self.cfg, classes=self.classes, tokenizer=self.tokenizer_json, eval_drop=self.eval_drop)
+        other.load_state_dict(self.state_dict())
+        other.meta, other.domain = dict(self.meta), self.domain
+        return other.eval()
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

@@ -187,7 +187,8 @@ class JointSelfAttention(Fusion):
 
     @staticmethod
     def joint_slices(num_patches, num_tokens):
-        return {"image": slice(1, 1 + num_patches), "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
+        return {"decision": slice(0, 1), "image": slice(1, 1 + num_patches),
+                "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
 
 
 def test_joint_self_attention_rollout_and_relevance(data):
@@ -306,6 +307,64 @@ def test_planted_patch_lights_up(planted):
 
 
 # ---- maps to masks ----------------------------------------------------------------------
+class PlantedJoint(Fusion):
+    """A hand-built joint transformer layer over [CLS, 64 patches, words] whose answer is known: [CLS] reads
+    only patch ``PATCH`` and the class is read from [CLS]; the words attend evenly to every patch but their
+    outputs feed nothing (as in the multimodal transformer's last layer)."""
+
+    family, spatial, attends = "attention", True, True
+    decides = True
+    PATCH = 37
+
+    def __init__(self, dim, *, num_classes=None):
+        super().__init__(dim, num_classes=num_classes)
+        self.scale = nn.Parameter(torch.ones(()))  # puts the attention on the gradient's path
+
+    def forward(self, inputs):
+        image, text = inputs["image"].tokens, inputs["text"].tokens
+        B, P, _ = image.shape
+        T = text.shape[1]
+        N = 1 + P + T
+        x = torch.cat([image.mean(1, keepdim=True), image, text], dim=1)  # (B, N, D)
+        plan = torch.zeros(N, N)
+        plan[0, 1 + self.PATCH] = 1.0  # [CLS] -> the planted patch
+        plan[1 + P:, 1:1 + P] = 1.0 / P  # every word -> every patch, evenly
+        plan[1:1 + P, 1:1 + P] = torch.eye(P)  # patches keep themselves
+        A = (plan * self.scale).expand(B, 1, N, N)
+        out = (A @ x[:, None])[:, 0]  # (B, N, D)
+        s = out[:, 0].sum(-1)  # the decision: [CLS]'s output, positive for positive tokens
+        logits = torch.stack([s, -s], dim=1)
+        words = A[:, :, 1 + P:, 1:1 + P]
+        return FusionOutput(fused=out[:, 0], tokens=out[:, 1:1 + P], attention={"layer0": words}, logits=logits,
+                            joint_attention={"layer0": A})
+
+    @staticmethod
+    def joint_slices(num_patches, num_tokens):
+        return {"decision": slice(0, 1), "image": slice(1, 1 + num_patches),
+                "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
+
+
+def test_joint_transformer_relevance_is_read_where_the_decision_is_made():
+    """The multimodal transformer's relevance landed on no shape because it was read from the word rows,
+    whose outputs feed no decision (zero gradient): they are flat. Read at [CLS], where the class is decided,
+    it finds the one patch the decision used."""
+    D, g = 16, torch.Generator().manual_seed(1)
+    model = build_model(ModelConfig(fusion="concat", targets={"label": 2}, dim=D), classes={"label": ["yes", "no"]},
+                        tokenizer=WordTokenizer.fit(["red square"]).to_json())
+    model.image_encoder = StubImage(torch.rand(1, 64, D, generator=g) + 0.1)  # positive tokens: class "yes"
+    model.text_encoder = StubText(torch.rand(1, 3, D, generator=g), ["red", "square", "please"])
+    model.fusion = PlantedJoint(D, num_classes=2)
+    image, text = np.zeros((64, 64, 3), np.uint8), "red square please"
+    assert model.predict(image, text).label == "yes"
+    words = E.relevance(model, image, text)  # (T, 8, 8): each word's own row
+    assert np.allclose(words, 0)  # what the old reading showed: nothing anywhere
+    decision = E.relevance_of_decision(model, image, text)  # (8, 8)
+    assert int(decision.argmax()) == PlantedJoint.PATCH and decision.max() > 0
+    assert np.count_nonzero(decision) == 1
+    result = E.explain(model, image, text, "relevance")  # the whole sentence shows the decision's relevance
+    assert int(result.map.argmax()) == PlantedJoint.PATCH
+
+
 def test_upsample():
     m = np.arange(16, dtype=np.float32).reshape(4, 4)
     up = E.upsample(m, 16)

@@ -114,5 +114,7 @@ class TransformerFusion(Fusion):
 
     @staticmethod
     def joint_slices(num_patches: int, num_tokens: int) -> dict[str, slice]:
-        """Where the image patches and the text tokens sit in the joint sequence [CLS, patches, words]."""
-        return {"image": slice(1, 1 + num_patches), "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
+        """Where the image patches, the text tokens and the class decision ([CLS]) sit in the joint
+        sequence [CLS, patches, words]."""
+        return {"decision": slice(0, 1), "image": slice(1, 1 + num_patches),
+                "text": slice(1 + num_patches, 1 + num_patches + num_tokens)}
