@@ -18,7 +18,6 @@ import torch
 from mmlab import metrics
 from mmlab.data.base import MMDataset
 from mmlab.errors import InputError
-from mmlab.evaluate import score
 from mmlab.fusion.base import without_maps
 from mmlab.model import MODALITIES, Model
 from mmlab.types import EncoderOutput
@@ -82,21 +81,71 @@ def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | N
             "mask": torch.cat(masks).numpy() if masks else None}
 
 
-def _compose(both: dict, alone: dict, gone: np.ndarray) -> dict:
-    """The outputs of a run with a per-sample drop mask, assembled from the run with both
-    modalities and the run with the modality dropped everywhere: (N,) bool ``gone`` picks, per
-    sample, the second. Exact because the model treats the samples of a batch independently in
-    eval mode (``apply_drop`` is a per-sample ``torch.where``; ``tests/test_ablation.py`` checks it)."""
+def outcomes(model: Model, data: MMDataset, prepared, outputs: dict, *, threshold: float = 0.5) -> dict:
+    """Per-sample outcomes of one run: {"pred": {target: (N,) int}, "iou": (N,) or None, "dice": (N,) or None}.
+    Everything the ablation reports is a mean over these, so it can be re-read for any first n pairs."""
+    out = {"pred": {t: p.argmax(1).astype(np.int16) for t, p in outputs["probs"].items()}, "iou": None, "dice": None}
+    if outputs["mask"] is not None:
+        pred, target = outputs["mask"] >= threshold, prepared.masks.numpy()
+        out["iou"] = metrics.mask_iou(pred, target).astype(np.float32)
+        out["dice"] = metrics.mask_dice(pred, target).astype(np.float32)
+    return out
+
+
+def _pick(both: dict, alone: dict, gone: np.ndarray) -> dict:
+    """Per-sample outcomes with a modality missing where ``gone``: from the run with both and the run with it
+    dropped everywhere. Exact, because the model treats the samples of a batch independently in eval mode
+    (``apply_drop`` is a per-sample ``torch.where``; ``tests/test_ablation.py`` checks it)."""
     def pick(a, b):
-        g = gone.reshape(-1, *([1] * (a.ndim - 1)))
-        return np.where(g, b, a)
+        return None if a is None else np.where(gone, b, a)
 
-    return {"probs": {t: pick(p, alone["probs"][t]) for t, p in both["probs"].items()},
-            "mask": None if both["mask"] is None else pick(both["mask"], alone["mask"])}
+    return {"pred": {t: pick(p, alone["pred"][t]) for t, p in both["pred"].items()},
+            "iou": pick(both["iou"], alone["iou"]), "dice": pick(both["dice"], alone["dice"])}
 
 
-def _metrics(model: Model, data: MMDataset, prepared, outputs: dict) -> dict:
-    return score(model, data, {**outputs, "prepared": prepared})
+def scores(samples: dict, oc: dict, n: int) -> dict:
+    """``mmlab.evaluate.score``'s numbers from per-sample outcomes, over the first ``n`` samples."""
+    result: dict[str, float | int] = {"n": n}
+    for t, pred in oc["pred"].items():
+        y = samples["labels"][t][:n]
+        prefix = "" if t == samples["primary"] else f"{t}_"
+        result[f"{prefix}accuracy"] = metrics.accuracy(pred[:n], y)
+        result[f"{prefix}macro_f1"] = metrics.macro_f1(pred[:n], y, num_classes=samples["num_classes"][t])
+    if oc["iou"] is not None:
+        result["iou"] = float(np.mean(oc["iou"][:n], dtype=np.float64))
+        result["dice"] = float(np.mean(oc["dice"][:n], dtype=np.float64))
+    return result
+
+
+def summarize(samples: dict, n: int | None = None) -> dict[str, Any]:
+    """The ablation's table, curves and decider counts over the first ``n`` pairs (default: all) of a run's
+    per-sample record (``ablate(...)["samples"]``, or the one a zoo checkpoint ships)."""
+    total = len(next(iter(samples["u"].values())))
+    n = total if n is None else max(1, min(int(n), total))
+    conditions = samples["conditions"]
+    table = [{**row, **scores(samples, conditions[row["condition"]], n)} for row in samples["rows"]]
+    metric = samples["metric"]
+    curves: dict[str, list] = {}
+    curve_table = []
+    for m in MODALITIES:
+        alone = conditions["text only" if m == "image" else "image only"]  # m missing for every sample
+        curves[m] = []
+        for rate in samples["rates"]:
+            oc = samples.get("curve_runs", {}).get(f"{m}:{rate:g}")
+            if oc is None:
+                oc = _pick(conditions["both"], alone, samples["u"][m] < rate)
+            row = scores(samples, oc, n)
+            curves[m].append((float(rate), row[metric]))
+            curve_table.append({"modality": m, "rate": float(rate), **row})
+    d = samples["decider"]
+    decided = d["decided"][:n]
+    decider = {**{k: (v[:n] if isinstance(v, np.ndarray) else {m: x[:n] for m, x in v.items()}
+                      if isinstance(v, dict) and k in ("delta", "flip") else v)
+                  for k, v in d.items() if k not in ("counts",)},
+               "index": np.arange(n), "decided": decided,
+               "counts": {k: int((decided == k).sum()) for k in ("image", "text", "both", "either")}}
+    return {"table": table, "curves": curves, "curve_table": curve_table, "metric": metric,
+            "metrics": samples["metrics"], "decider": decider, "n": n}
 
 
 def _decider(model: Model, data: MMDataset, runs: dict, change: float, tie: float) -> dict[str, Any]:
@@ -185,6 +234,8 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
       "metric": the primary metric ("iou" for mask models, else "accuracy"); "metrics": all reported
                (["iou", "accuracy"] for a mask model with a class head).
       "decider": per sample, which modality decided (see ``_decider``).
+      "samples": the per-sample record every figure above is a mean of (``summarize`` re-reads it for the
+               first n pairs: the zoo ships it, so a page opens on it at once).
       "seconds": wall time; "encode_seconds": of which the one encoding pass.
     ``prepared``: a ``train.Prepared`` of ``data`` for this model, to reuse cached features.
     """
@@ -200,43 +251,38 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
         t_enc = time.perf_counter() - t0
         runs = {"both": _run(model, encoded), "image only": _run(model, encoded, drop="text"),
                 "text only": _run(model, encoded, drop="image")}
-        table = [{"condition": "both", "dropped": None, "noisy": None, "sigma": None},
-                 {"condition": "image only", "dropped": "text", "noisy": None, "sigma": None},
-                 {"condition": "text only", "dropped": "image", "noisy": None, "sigma": None}]
-        for row in table:
-            row.update(_metrics(model, data, prepared, runs[row["condition"]]))
-        # a mask model is judged by its masks (its class head, if any, is reported beside)
-        metric = "iou" if model.cfg.mask else "accuracy"
-        metrics_ = [metric] + (["accuracy"] if metric == "iou" and model.primary is not None else [])
+        rows = [{"condition": "both", "dropped": None, "noisy": None, "sigma": None},
+                {"condition": "image only", "dropped": "text", "noisy": None, "sigma": None},
+                {"condition": "text only", "dropped": "image", "noisy": None, "sigma": None}]
+        conditions = {c: outcomes(model, data, prepared, runs[c]) for c in runs}
         std = {m: _feature_std(encoded, m) for m in MODALITIES} if noise_levels else {}
         for k, m in enumerate(MODALITIES):
             for j, sigma in enumerate(noise_levels):
                 gen = torch.Generator().manual_seed(int(seed) * 1000 + 10 * k + j)
-                out = _run(model, encoded, noise=(m, float(sigma)), std=std, gen=gen)
-                table.append({"condition": f"{m} noise σ={float(sigma):g}", "dropped": None, "noisy": m,
-                              "sigma": float(sigma),
-                              **_metrics(model, data, prepared, out)})
-        curves: dict[str, list] = {}
-        curve_table = []
-        for k, m in enumerate(MODALITIES):
-            u = torch.rand(len(data), generator=torch.Generator().manual_seed(int(seed) * 1000 + 100 + k))
-            alone = runs["text only" if m == "image" else "image only"]  # m missing for every sample
-            curves[m] = []
-            for rate in missing_rates:
-                gone = (u < float(rate)).numpy()  # (N,) bool: m missing for these samples
-                if compose_curves:
-                    out = _compose(runs["both"], alone, gone)
-                else:
-                    out = _run(model, encoded, drop={m: torch.from_numpy(gone)})
-                row = _metrics(model, data, prepared, out)
-                curves[m].append((float(rate), row[metric]))
-                curve_table.append({"modality": m, "rate": float(rate), **row})
-        decider = _decider(model, data, runs, change_threshold, tie_threshold)
+                name = f"{m} noise σ={float(sigma):g}"
+                conditions[name] = outcomes(model, data, prepared,
+                                            _run(model, encoded, noise=(m, float(sigma)), std=std, gen=gen))
+                rows.append({"condition": name, "dropped": None, "noisy": m, "sigma": float(sigma)})
+        u = {m: torch.rand(len(data), generator=torch.Generator().manual_seed(int(seed) * 1000 + 100 + k)).numpy()
+             for k, m in enumerate(MODALITIES)}  # a sample missing at 25 % is missing at 50 % too
+        curve_runs = {}
+        if not compose_curves:
+            for m in MODALITIES:
+                for rate in missing_rates:
+                    gone = torch.from_numpy(u[m] < float(rate))
+                    curve_runs[f"{m}:{float(rate):g}"] = outcomes(model, data, prepared,
+                                                                  _run(model, encoded, drop={m: gone}))
+        # a mask model is judged by its masks (its class head, if any, is reported beside)
+        metric = "iou" if model.cfg.mask else "accuracy"
+        samples = {"labels": {t: np.asarray(data.targets[t]) for t in model.cfg.targets},
+                   "num_classes": dict(model.cfg.targets), "primary": model.primary, "metric": metric,
+                   "metrics": [metric] + (["accuracy"] if metric == "iou" and model.primary is not None else []),
+                   "rows": rows, "conditions": conditions, "u": u, "rates": [float(r) for r in missing_rates],
+                   "curve_runs": curve_runs, "decider": _decider(model, data, runs, change_threshold, tie_threshold)}
+        summary = summarize(samples)
     finally:
         model.train(was_training)
-    return {"table": table, "curves": curves, "curve_table": curve_table, "metric": metric,
-            "metrics": metrics_, "decider": decider, "seconds": time.perf_counter() - t0,
-            "encode_seconds": t_enc, "n": len(data)}
+    return {**summary, "samples": samples, "seconds": time.perf_counter() - t0, "encode_seconds": t_enc}
 
 
 def to_json(result: dict) -> dict:

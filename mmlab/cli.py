@@ -184,7 +184,9 @@ def cmd_ablate(args) -> int:
     model, name, data = _model_and_split(args)
     if args.n:
         data = data.subset(range(min(args.n, len(data))))
-    result = to_json(ablate(model, data, seed=args.seed))
+    found = ablate(model, data, seed=args.seed or 0)
+    found.pop("samples")
+    result = to_json(found)
     if not args.per_sample:
         result["decider"] = {k: v for k, v in result["decider"].items() if k in ("counts", "thresholds", "quantity")}
     if args.json:
@@ -256,10 +258,14 @@ def cmd_zoo(args) -> int:
     if args.action == "artifacts":  # (re)compute what the pages open on, for every checkpoint or one
         from mmlab.artifacts import build as build_artifacts
 
-        names = [args.only] if args.only else [e["name"] for e in zoo.list_checkpoints()]
-        for name in names:
-            print(f"artifacts: {name}", file=sys.stderr)
-            build_artifacts(name)
+        from mmlab.artifacts import load as load_artifacts
+
+        entries = [e for e in zoo.list_checkpoints() if not args.only or e["name"] == args.only]
+        for e in entries:
+            if args.missing and load_artifacts(e["dir"]) is not None:
+                continue
+            print(f"artifacts: {e['name']}", file=sys.stderr)
+            build_artifacts(e["name"])
         return 0
     rows = zoo.list_checkpoints()
     if args.json:
@@ -376,7 +382,7 @@ def parser() -> argparse.ArgumentParser:
                         "artifacts); plan: the command of every checkpoint the zoo should hold; artifacts: "
                         "recompute what the pages open on")
     z.add_argument("--only", help="with train, plan or artifacts: only this checkpoint")
-    z.add_argument("--missing", action="store_true", help="with plan: only those not built yet")
+    z.add_argument("--missing", action="store_true", help="with plan or artifacts: only those not built yet")
     z.add_argument("--no-artifacts", action="store_true", help="with train: skip the artifacts")
     z.add_argument("--quiet", action="store_true")
     z.add_argument("--json", action="store_true")

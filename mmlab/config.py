@@ -57,8 +57,9 @@ class TrainConfig:
     mask_loss: str = option("bce_dice", "loss of the mask decoder (seed 004)",
                             choices=("bce", "dice", "iou", "bce_dice", "bce_iou"))
     mask_weight: float = option(1.0, "weight of the mask loss", low=0.0, high=1000.0)
-    attention_weight: float = option(0.0, "weight of the grounding loss: the named word's attention should lie on "
-                                          "the referred object (strategies that support it; 0: off)", low=0.0, high=100.0)
+    attention_supervision: float = option(0.0, "weight of the grounding loss: the head noun's attention (mean of "
+                                               "layers and heads) should cover the referred object (shapes; 0: off)",
+                                   low=0.0, high=100.0)
     loss_weights: dict = option(factory=dict, help="target name -> weight of its loss (multi-task, seed 000)",
                                 flag="--loss-weight")
     max_train: int | None = option(None, "use only the first N training pairs", low=1)

@@ -4,7 +4,7 @@ it learn? (Every answer knows its domain.)
 ``Domain.fit(model, train, held_out)`` records, from the model's training split:
 
 - the distribution of its image encoder's pooled features, and of a small picture signature (the
-  input downsampled to 8 x 8 per channel, plus each channel's spread): means and shrunk inverse
+  input downsampled to 6 x 6 per channel, plus each channel's spread): means and shrunk inverse
   covariances (Ledoit & Wolf 2004), so a picture is scored by two Mahalanobis distances;
 - a threshold per score at the ``QUANTILE`` of the model's own held-out pictures (never its
   training ones), so that about 99.5 % of its own inputs pass; a picture over either threshold is
@@ -25,7 +25,7 @@ import torch
 from mmlab.data.tokenizer import split_words
 
 QUANTILE = 0.995
-SIGNATURE_SIDE = 8
+SIGNATURE_SIDE = 6
 SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "<pad>", "<unk>", "<cls>"})
 VERSION = 1
 
@@ -45,10 +45,10 @@ class DomainCheck(NamedTuple):
 
 
 def signature(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) pictures in [0, 1] -> (N, 3 * 8 * 8 + 3): the picture at 8 x 8 per channel and the
+    """(N, 3, S, S) pictures in [0, 1] -> (N, 3 * 6 * 6 + 3): the picture at 6 x 6 per channel and the
     spread of each channel, a description of how a picture looks that no model had to learn."""
     x = images.float()
-    small = torch.nn.functional.adaptive_avg_pool2d(x, SIGNATURE_SIDE).flatten(1)  # (N, 192)
+    small = torch.nn.functional.adaptive_avg_pool2d(x, SIGNATURE_SIDE).flatten(1)  # (N, 108)
     spread = x.flatten(2).std(-1)  # (N, 3)
     return torch.cat([small, spread], 1).numpy().astype(np.float64)
 
@@ -68,8 +68,12 @@ def _fit_gaussian(train: np.ndarray, held_out: np.ndarray, quantile: float) -> G
     from sklearn.covariance import LedoitWolf
 
     lw = LedoitWolf().fit(train)
-    g = Gaussian(lw.location_, lw.precision_, 0.0)
-    return g._replace(threshold=float(np.quantile(g.distance(held_out), quantile)))
+    as_stored = lambda a: np.asarray(a, np.float32).astype(np.float64)  # noqa: E731 - thresholds of the stored values
+    g = Gaussian(as_stored(lw.location_), as_stored(lw.precision_), 0.0)
+    threshold = float(np.quantile(g.distance(held_out), quantile))
+    if not np.isfinite(threshold):
+        raise ValueError("the held-out distances are not finite")
+    return g._replace(threshold=threshold)
 
 
 @torch.inference_mode()

@@ -46,5 +46,18 @@ def info_nce(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
+def attention_supervision(rows: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int],
+                          eps: float = 1e-8) -> torch.Tensor:
+    """Cross-entropy -sum_p t_p log a_p between attention rows over the patches a (B, P) (each a
+    distribution) and the referred object's mask (B, S, S) average-pooled to the patch grid (h, w)
+    and normalised to a distribution t: per sample (B,). Lowest when a row spreads over the
+    object's patches as the object does; 0 for an empty mask (nothing to point at). The grounding
+    loss of ``grounded_cross_attention`` (the pointing game of Zhang et al. 2016, "Top-down neural
+    attention by excitation backprop", turned into a training signal)."""
+    target = F.adaptive_avg_pool2d(masks.float()[:, None], grid).flatten(1)  # (B, P)
+    target = target / target.sum(1, keepdim=True).clamp_min(eps)
+    return -(target * rows.float().clamp_min(eps).log()).sum(1)  # (B,)
+
+
 CLASSIFICATION = {"ce": cross_entropy}
 MASK = {"bce": bce, "dice": soft_dice_loss, "iou": soft_iou_loss, "bce_dice": bce_dice, "bce_iou": bce_iou}

@@ -397,7 +397,7 @@ def embed_split(model, data, *, max_points: int = 2000, seed: int = 0, drop=None
 
 
 def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = "separate",
-                 **options) -> dict[str, Any]:
+                 coords: dict[str, np.ndarray] | None = None, **options) -> dict[str, Any]:
     """One 2-D map of the image, text and fused embeddings of ``embed_split``'s output.
 
     Image and text vectors are stacked into one (2n, D) matrix and projected together, so the
@@ -411,7 +411,8 @@ def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = 
     Returns {"points": (3n, 2) float32, "modality": (3n,) "image"|"text"|"fused", "pair": (3n,)
     position in the sample (0..n-1), "index": (3n,) dataset index, "label", "pred", "correct",
     "iou": (3n,) (None where ``emb`` lacks them), "texts": 3n captions, "method", "fused", "count", "total", "parts": what
-    ``place_in_layout`` needs}.
+    ``place_in_layout`` needs}. ``coords``: the projections already made, {group: (rows, 2)} with the
+    groups of ``layout_groups`` (a zoo checkpoint ships them), so nothing is projected here.
     """
     if fused not in ("separate", "stacked"):
         raise InputError(f"fused must be 'separate' or 'stacked'; got {fused!r}")
@@ -419,15 +420,13 @@ def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = 
         if m not in emb:
             raise InputError(f"embeddings lack {m!r}; pass the output of embed_split")
     n = len(emb["image"])
-    if fused == "stacked":
-        groups = {"all": ("image", "text", "fused")}
-    else:
-        groups = {"image+text": ("image", "text"), "fused": ("fused",)}
     parts, points = {}, {}
-    for name, mods in groups.items():
+    for name, mods in layout_groups(fused).items():
         X = np.concatenate([np.asarray(emb[m], np.float32) for m in mods])  # (len(mods) * n, D)
-        coords = project_cached(X, method, seed, **options)
-        parts[name] = {"modalities": mods, "X": X, "coords": coords, "scale": 1.0, "shift": np.zeros(2, np.float32)}
+        xy = project_cached(X, method, seed, **options) if coords is None else np.asarray(coords[name], np.float32)
+        if xy.shape != (len(X), 2):
+            raise InputError(f"coordinates of {name} must be ({len(X)}, 2); got {xy.shape}")
+        parts[name] = {"modalities": mods, "X": X, "coords": xy, "scale": 1.0, "shift": np.zeros(2, np.float32)}
     if fused == "separate":
         base, side = parts["image+text"]["coords"], parts["fused"]["coords"]
         height = float(np.ptp(base[:, 1])) or 1.0
@@ -458,6 +457,14 @@ def joint_layout(emb: dict, method: str = "pca", *, seed: int = 0, fused: str = 
         "method": method, "fused": fused, "seed": seed, "count": n, "total": emb.get("total", n),
         "parts": parts,
     }
+
+
+def layout_groups(fused: str) -> dict[str, tuple[str, ...]]:
+    """The groups of embeddings projected together: image and text in one map (the modality gap), the fused
+    vectors on their own ("separate"), or all three together ("stacked")."""
+    if fused == "stacked":
+        return {"all": ("image", "text", "fused")}
+    return {"image+text": ("image", "text"), "fused": ("fused",)}
 
 
 def place_in_layout(layout: dict, new: dict[str, np.ndarray]) -> dict[str, Any]:

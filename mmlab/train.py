@@ -178,10 +178,10 @@ def compute_loss(model: Model, out, prepared: Prepared, idx: torch.Tensor, cfg: 
         total = total + F.mse_loss(out.generated["image"], real)
     if out.contrast is not None:  # CLIP-style InfoNCE over the batch (seed 001)
         total = total + losses.info_nce(*out.contrast, model.contrastive.logit_scale)
-    head = prepared.head if cfg.attention_weight > 0 else None
+    head = prepared.head if cfg.attention_supervision > 0 else None
     batch = LossTargets(labels={t: v[idx] for t, v in prepared.targets.items()}, primary=model.primary,
                         masks=None if prepared.masks is None else prepared.masks[idx],
-                        head=None if head is None else head[idx], weights={"attention": cfg.attention_weight})
+                        head=None if head is None else head[idx], weights={"attention": cfg.attention_supervision})
     extra = model.fusion.loss(out.fusion, out.encoded, batch)
     if extra is not None:
         total = total + extra

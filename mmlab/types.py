@@ -46,8 +46,6 @@ class FusionOutput(NamedTuple):
     joint_attention: {"layer{l}": (B, H, N, N)} full self-attention over one joint sequence
                (multimodal transformer), for rollout and relevance; the strategy's
                ``joint_slices`` says where the image and text tokens sit in it.
-    selection: (B, P) the strategy's own patch selection on the decision path (grounded
-               strategies: what the mask decoder is allowed to see), or None.
     """
 
     fused: torch.Tensor
@@ -57,7 +55,6 @@ class FusionOutput(NamedTuple):
     extras: dict[str, torch.Tensor] | None = None
     branch_logits: dict[str, torch.Tensor] | None = None
     joint_attention: dict[str, torch.Tensor] | None = None
-    selection: torch.Tensor | None = None
 
 
 class Prediction(NamedTuple):

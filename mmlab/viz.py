@@ -48,10 +48,34 @@ def to_rgb(image) -> np.ndarray:
 
 
 def resize(rgb: np.ndarray, size: int | tuple[int, int], *, smooth: bool = False) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3); nearest by default so small pixels stay crisp."""
+    """(H, W, 3) uint8 -> (size, size, 3) or (H', W', 3); nearest by default so small pixels stay crisp."""
     hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     img = Image.fromarray(to_rgb(rgb)).resize((hw[1], hw[0]), Image.BILINEAR if smooth else Image.NEAREST)
     return np.asarray(img, dtype=np.uint8)
+
+
+def display_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """The (H', W') a picture of (H, W) is shown at: its longer side ``side``, its shape kept."""
+    H, W = hw
+    scale = side / max(H, W)
+    return max(1, round(H * scale)), max(1, round(W * scale))
+
+
+def shown(image, side: int) -> np.ndarray:
+    """A picture at its display size (longer side ``side``, never squashed): small pictures enlarged with
+    nearest pixels (crisp on a projector), large ones reduced smoothly."""
+    rgb = to_rgb(image)
+    hw = display_size(rgb.shape[:2], side)
+    return resize(rgb, hw, smooth=max(hw) < max(rgb.shape[:2]))
+
+
+def on_picture(map_: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """A map over a model's square (letterboxed) input -> (H, W) float32 over the picture itself: the padding
+    is cut away and the rest stretched back to the picture's own shape (``mmlab.data.letterbox``)."""
+    from mmlab.data.letterbox import fit
+
+    H, W = hw
+    return fit(W, H, max(256, *np.shape(map_))).to_original(np.asarray(map_, np.float32))
 
 
 def resize_map(map_: np.ndarray, size: int | tuple[int, int], *, smooth: bool = True) -> np.ndarray:
@@ -82,19 +106,20 @@ def colorize(map_: np.ndarray) -> np.ndarray:
 
 
 def overlay(image, heat: np.ndarray, *, alpha: float = 0.6, size: int = 256, normalise: bool = True) -> np.ndarray:
-    """Blend a heat map (h, w) over a picture, both shown at (size, size): (size, size, 3) uint8.
+    """Blend a heat map (h, w) over a picture shown with its longer side ``size``: (H', W', 3) uint8.
 
-    The picture is enlarged with nearest pixels and half desaturated (so the map's colours read
-    on any scene), the map bilinearly (patch grid -> pixels); each pixel mixes in the map's
-    colour in proportion to ``alpha * heat``, so what the model ignores stays visible as the
-    picture itself.
+    The map covers the model's square (letterboxed) input; it is drawn back on the picture's own shape
+    (``on_picture``). The picture is enlarged with nearest pixels and half desaturated (so the map's colours
+    read on any scene), the map bilinearly (patch grid -> pixels); each pixel mixes in the map's colour in
+    proportion to ``alpha * heat``, so what the map leaves out stays visible as the picture itself.
     """
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be in [0, 1], got {alpha}")
-    base = resize(to_rgb(image), size).astype(np.float64)
+    base = shown(image, size).astype(np.float64)
     base = 0.5 * base + 0.5 * base.mean(-1, keepdims=True)  # half desaturated
-    h = resize_map(normalize(heat) if normalise else np.clip(heat, 0, 1), size)
-    w = (alpha * h)[..., None]  # (size, size, 1)
+    h = on_picture(normalize(heat) if normalise else np.clip(heat, 0, 1), base.shape[:2])
+    h = np.clip(h, 0, 1)
+    w = (alpha * h)[..., None]  # (H', W', 1)
     out = base * (1 - w) + colorize(h).astype(np.float64) * w
     return out.round().clip(0, 255).astype(np.uint8)
 
@@ -109,20 +134,31 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
 def mask_overlay(image, mask: np.ndarray | None, *, truth: np.ndarray | None = None, threshold: float = 0.5,
                  size: int = 256, alpha: float = 0.55) -> np.ndarray:
-    """The predicted mask (H, W) probabilities tinted over the picture, with its outline where
-    it is >= ``threshold``, and the ground-truth mask's outline in green: (size, size, 3) uint8."""
-    out = resize(to_rgb(image), size).astype(np.float64)
+    """The predicted mask (probabilities over the model's square input) tinted over the picture shown with its
+    longer side ``size`` (its shape kept), with its outline where it is >= ``threshold``, and the
+    ground-truth mask's outline in green: (H', W', 3) uint8."""
+    out = shown(image, size).astype(np.float64)
+    hw = out.shape[:2]
     if mask is not None:
-        p = resize_map(np.clip(np.asarray(mask, dtype=np.float32), 0, 1), size)
+        p = np.clip(on_picture(np.clip(np.asarray(mask, dtype=np.float32), 0, 1), hw), 0, 1)
         w = (alpha * p)[..., None]
         out = out * (1 - w) + np.array(MASK_RGB, dtype=np.float64) * w
         out[outline(p >= threshold)] = MASK_RGB
     if truth is not None:
-        t = resize_map(np.asarray(truth, dtype=np.float32), size, smooth=False) > 0.5
+        t = on_picture(np.asarray(truth, dtype=np.float32), hw) > 0.5
         edge = outline(t)
         edge |= np.roll(edge, 1, axis=0) & t  # two pixels wide inside the object
         out[edge] = TRUTH_RGB
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def md_escape(text: str) -> str:
+    """User text made safe to put inside Markdown: every character Markdown (or the HTML it allows) could
+    read as syntax is escaped, so a shared link's ``?text=`` shows as the words it holds, never as a link,
+    an image or a heading."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'])", r"\\\1", str(text)).replace("\n", " ")
 
 
 def noisy_image(image, std: float, *, seed: int = 0) -> np.ndarray:

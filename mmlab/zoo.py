@@ -119,8 +119,8 @@ def update_manifest(entry: dict, path: str | os.PathLike | None = None) -> None:
 
 
 # ---- the plan: what the zoo holds and the experiment of each ---------------------------------
-MASK_STRATEGIES = ("add", "hadamard", "cross_attention", "bidirectional_cross_attention", "transformer",
-                   "concat", "tensor")  # the spatial ones, and two pooled ones for seed 004's comparison
+MASK_STRATEGIES = ("add", "hadamard", "cross_attention", "bidirectional_cross_attention", "grounded_cross_attention",
+                   "transformer", "concat", "tensor")  # the spatial ones, and two pooled ones for seed 004's comparison
 PLAN_DATASETS = ("shapes", "shapes_truth", "easyvqa", "digits")
 
 
@@ -176,6 +176,10 @@ def plan() -> dict:
     out.update({
         # the flagship mask model, trained longer (this one ran on two threads)
         "shapes-mask-cross_attention": train(mask_ca, epochs=16, threads=2),
+        # its attention on the decision path, and the head noun's row taught to cover the named object: the
+        # grounded twin of the flagship (same 16 epochs), for the lesson that attention is not explanation
+        "shapes-mask-grounded_cross_attention": train(fusion(r["shapes-mask"], "grounded_cross_attention"), epochs=16,
+                                                      attention_supervision=1.0),
         # seed 002 / 001 baselines and robustness: image only; modality dropout in training
         "digits-image_only": train(fusion(digits, "concat"), drop_text=1.0),
         "digits-concat-textdrop": train(fusion(digits, "concat"), drop_text=0.5),

@@ -11,6 +11,7 @@ from mmlab.fusion.cross_attention import CrossAttentionFusion
 from mmlab.fusion.early import EarlyFusion
 from mmlab.fusion.elementwise import AddFusion, HadamardFusion
 from mmlab.fusion.gated import GatedFusion
+from mmlab.fusion.grounded import GroundedCrossAttentionFusion
 from mmlab.fusion.late import (LateAverageFusion, LateMaxFusion, LateProductFusion, LateVoteFusion,
                                LateWeightedFusion)
 from mmlab.fusion.transformer import TransformerFusion
@@ -26,6 +27,7 @@ REGISTRY: dict[str, type[Fusion]] = {
     "concat_attention": ConcatAttentionFusion,
     "cross_attention": CrossAttentionFusion,
     "bidirectional_cross_attention": BidirectionalCrossAttentionFusion,
+    "grounded_cross_attention": GroundedCrossAttentionFusion,
     "transformer": TransformerFusion,
     "late_average": LateAverageFusion,
     "late_weighted": LateWeightedFusion,
@@ -60,7 +62,7 @@ def get(name: str) -> type[Fusion]:
 # options several strategies share, bounded before anything is built (a checkpoint's config is untrusted)
 INT_OPTIONS = {"heads": (1, 16), "layers": (1, 12), "rank": (1, 256), "proj_dim": (1, 256), "grid": (1, 64),
                "max_words": (1, 256), "hidden": (1, 8192), "gate_hidden": (1, 8192), "max_positions": (1, 8192)}
-FLOAT_OPTIONS = {"dropout": (0.0, 0.99), "attention_supervision": (0.0, 100.0)}
+FLOAT_OPTIONS = {"dropout": (0.0, 0.99)}
 
 
 def check_options(name: str, dim: int, options: dict) -> None:

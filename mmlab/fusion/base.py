@@ -70,10 +70,12 @@ class Fusion(nn.Module):
     def loss(self, out: FusionOutput, inputs: dict[str, EncoderOutput], batch: "LossTargets") -> torch.Tensor | None:
         """The strategy's own training loss, added to the heads' losses by ``fit`` (None: nothing to add).
 
-        Late fusion trains its per-modality branches here; a grounded strategy supervises its
-        attention. ``batch`` holds the batch's targets; ``inputs`` the encoder outputs the strategy saw.
+        Every attention strategy can have its head noun's attention supervised (``attention_supervision``
+        in ``batch.weights``: ``supervise_attention``); late fusion adds its per-modality branches' losses.
+        ``batch`` holds the batch's targets; ``inputs`` the encoder outputs the strategy saw.
         """
-        return None
+        weight = (batch.weights or {}).get("attention", 0.0)
+        return weight * supervise_attention(out, inputs, batch) if weight > 0 else None
 
 
 class LossTargets(NamedTuple):
@@ -91,3 +93,25 @@ class LossTargets(NamedTuple):
     masks: torch.Tensor | None = None
     head: torch.Tensor | None = None
     weights: dict[str, float] | None = None
+
+
+def supervise_attention(out: FusionOutput, inputs: dict[str, EncoderOutput], batch: LossTargets) -> torch.Tensor:
+    """``losses.attention_supervision`` of each sample's head-noun attention row (mean over layers and heads,
+    the map ``Model.predict`` returns) against its referred object's mask, over the samples that have both
+    modalities, a non-empty mask and a head noun among their tokens."""
+    from mmlab import losses
+    from mmlab.errors import InputError
+
+    if not out.attention or batch.masks is None or batch.head is None:
+        raise InputError("attention supervision needs a strategy with text -> image attention and a dataset that "
+                         "records each sentence's head noun and its object's mask (shapes, task mask)")
+    maps = torch.stack([out.attention[k] for k in sorted(out.attention)], 1).mean((1, 2))  # (B, T, P)
+    head = batch.head.to(maps.device)  # (B,)
+    rows = maps[torch.arange(len(head), device=maps.device), head.clamp(0, maps.shape[1] - 1)]  # (B, P)
+    masks = batch.masks.to(maps.device)  # (B, S, S)
+    keep = masks.flatten(1).any(1) & (head >= 0)  # (B,)
+    for m in ("image", "text"):
+        if inputs[m].present is not None:
+            keep = keep & inputs[m].present.to(keep.device)
+    per_sample = losses.attention_supervision(rows, masks, inputs["image"].grid)  # (B,)
+    return (per_sample * keep).sum() / keep.sum().clamp_min(1)

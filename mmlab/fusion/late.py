@@ -111,10 +111,10 @@ class LateFusion(Fusion):
     def loss(self, out: FusionOutput, inputs: dict[str, EncoderOutput], batch: LossTargets) -> torch.Tensor | None:
         """Each branch's own cross-entropy on the primary target, over the samples where its modality is
         present (a branch never learns from the stand-in features of a dropped modality)."""
+        total = super().loss(out, inputs, batch)
         if batch.primary is None or not out.branch_logits:
-            return None
+            return total
         y = batch.labels[batch.primary]
-        total = None
         for m, logits in out.branch_logits.items():
             ce = nn.functional.cross_entropy(logits, y.to(logits.device), reduction="none")  # (B,)
             present = inputs[m].present

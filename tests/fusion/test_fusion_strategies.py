@@ -9,7 +9,7 @@ from mmlab.types import EncoderOutput
 
 CATALOGUE = [
     "early", "concat", "add", "hadamard", "bilinear", "tensor", "gated", "concat_attention",
-    "cross_attention", "bidirectional_cross_attention", "transformer",
+    "cross_attention", "bidirectional_cross_attention", "grounded_cross_attention", "transformer",
     "late_average", "late_weighted", "late_product", "late_max", "late_vote",
 ]
 B, GRID, T, D, C = 3, (4, 4), 5, 32, 4
