@@ -89,8 +89,9 @@ def _embedding_tensors(emb: dict) -> tuple[dict, dict]:
 
 def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = None, n_ablation: int = N_ABLATION,
           n_embed: int = N_EMBED, methods: tuple[str, ...] = ("pca", "tsne", "umap"),
-          faithfulness: bool = True) -> Path:
-    """Compute and store a checkpoint's artifacts (see the module's docstring); returns its folder."""
+          faithfulness: bool = True, scorecard_options: dict | None = None) -> Path:
+    """Compute and store a checkpoint's artifacts (see the module's docstring); returns its folder.
+    ``scorecard_options``: keyword options of ``mmlab.faithfulness.scorecard`` (smaller for tests)."""
     import torch
 
     import mmlab
@@ -122,6 +123,7 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     for m in ("image", "text", "fused"):  # the layouts are made of exactly the stored (float16) vectors
         emb[m] = emb[m].astype(np.float16).astype(np.float32)
     t, meta["embeddings"] = _embedding_tensors(emb)
+    meta["embeddings"]["max_points"] = n_embed
     tensors.update(t)
     meta["layouts"] = []
     for method in methods:
@@ -140,7 +142,7 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     if faithfulness and gradable and test.masks is not None and test.info.get("head_word") is not None:
         from mmlab.faithfulness import flat_metrics, scorecard
 
-        card = scorecard(model)
+        card = scorecard(model, **(scorecard_options or {}))
         meta["faithfulness"] = card
         config["faithfulness"] = card
     (folder / checkpoint.CONFIG).write_text(json.dumps(config, indent=2, allow_nan=False))
@@ -231,6 +233,11 @@ class Artifacts:
 
     def has_layout(self, method: str, fused: str) -> bool:
         return [method, fused] in self.meta["layouts"]
+
+    def same_sample(self, max_points: int) -> bool:
+        """Whether ``embed_split(..., max_points=max_points)`` of the test split draws the stored sample."""
+        e = self.meta["embeddings"]
+        return max_points == e["max_points"] or e["total"] <= min(max_points, e["max_points"])
 
     def layout(self, method: str, fused: str = "separate") -> dict:
         """``mmlab.project.joint_layout`` of the stored sample, from the stored projections."""

@@ -16,6 +16,9 @@ that knows nothing, on the same samples.
   answer move: the probability of the class it first predicted and, for a mask model, its mask IoU.
   The area under the curve: a faithful map makes deletion fall fast (low AUC) and insertion rise fast
   (high AUC). Chance: the same with a random cell order.
+- ``attention_intervention``: is the attention on the path that decides? Give every scene another scene's
+  attention maps (or uniform ones) and measure the answer again (the mask IoU, or the accuracy): a model
+  whose answer does not move does not use what its maps show.
 - ``randomization`` (Adebayo et al. 2018, "Sanity checks for saliency maps"): the map must change when
   the model's weights are re-initialised, from the heads down to the encoders; the Spearman rank
   correlation between the maps before and after each stage, and a verdict when it stays high.
@@ -140,12 +143,14 @@ def _background(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _run(model, images: torch.Tensor, text: dict, batch_size: int):
+def _run(model, images: torch.Tensor, text: dict, batch_size: int, *, maps: bool = False):
     """(primary class probabilities (N, C) or None, mask probabilities (N, S, S) or None), batched."""
+    import contextlib
+
     from mmlab.fusion.base import without_maps
 
     probs, masks = [], []
-    with model.evaluating(), without_maps():
+    with model.evaluating(), (contextlib.nullcontext() if maps else without_maps()):
         for s in range(0, len(images), batch_size):
             sl = slice(s, s + batch_size)
             out = model(images[sl], _trim({k: v[sl] for k, v in text.items()}), drop=model.eval_drop)
@@ -292,7 +297,8 @@ def scorecard(model, *, n: int = 200, seed: int | None = None, methods: list[str
     {"n", "split", "seed", "methods": {method: {"pointing_head", "pointing_sentence", "energy_head",
     "topk_iou_head", "deletion_auc_prob", "insertion_auc_prob", "deletion_auc_iou", "insertion_auc_iou",
     "randomization_spearman": {stage: rho}, "randomization_verdict"}}, "chance": {same names},
-    "per_head": {"layer{l}": [pointing per head]}}. Figures are means over the scenes."""
+    "per_head": {"layer{l}": [pointing per head]}, "intervention": ``attention_intervention``}. Figures are
+    means over the scenes."""
     methods = methods or method_names(model)
     unknown = set(methods) - {"attention", "rollout", "relevance", "gradcam"}
     if unknown:
@@ -320,6 +326,7 @@ def scorecard(model, *, n: int = 200, seed: int | None = None, methods: list[str
     rng = np.random.default_rng(0)
     random_order = np.argsort(rng.random((len(curve_data), int(np.prod(grid)))), axis=1)
     card["chance"].update(_curve_aucs(model, curve_args, random_order))
+    card["intervention"] = attention_intervention(model, data)
     if randomization:
         sub = data.subset(range(min(randomization_n, len(data))))
         for name, stages in cascading_randomization(model, sub, list(maps.by_method)).items():
@@ -346,6 +353,40 @@ def _curve_aucs(model, args, order: np.ndarray) -> dict[str, float]:
         curves = PerturbationCurve(insert=insert)(model, images, text, order, masks, classes)
         for key, curve in curves.items():
             out[f"{kind}_auc_{key}"] = _mean(_auc(curve))
+    return out
+
+
+# ---- intervention: does the answer use the attention? ---------------------------------------------------
+def _swap(a: torch.Tensor) -> torch.Tensor:
+    return a.roll(1, dims=0)  # each scene gets the next scene's maps
+
+
+def _uniform(a: torch.Tensor) -> torch.Tensor:
+    keep = (a > 0).to(a.dtype)  # masked keys stay masked
+    return keep / keep.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def attention_intervention(model, data, *, batch_size: int = 128) -> dict[str, float] | None:
+    """The model's test metric (mask IoU for a mask model, else accuracy) as it is, with every scene given
+    another scene's attention maps, and with uniform maps: {"metric", "normal", "swapped", "uniform"}; None for
+    a strategy without attention. A drop shows the answer depends on where the attention looked."""
+    from mmlab import metrics
+    from mmlab.fusion import get
+    from mmlab.fusion.base import overriding_attention
+    from mmlab.train import Prepared
+
+    if not get(model.cfg.fusion).attends:
+        return None
+    prepared = Prepared(model, data)
+    images = prepared.images.float() / 255.0
+    out: dict[str, float] = {"metric": "iou" if model.mask_head is not None else "accuracy"}
+    for name, fn in (("normal", None), ("swapped", _swap), ("uniform", _uniform)):
+        with overriding_attention(fn):
+            probs, masks = _run(model, images, prepared.text, batch_size, maps=True)
+        if out["metric"] == "iou":
+            out[name] = float(metrics.mask_iou(masks >= 0.5, prepared.masks.numpy()).mean())
+        else:
+            out[name] = metrics.accuracy(probs.argmax(1), data.targets[model.primary])
     return out
 
 

@@ -269,14 +269,17 @@ def token_bars_figure(tokens: Sequence[str], weights: np.ndarray, *, title: str 
 def latent_figure(xy: np.ndarray, *, colour: Sequence[str], symbol: Sequence[str] | None = None,
                   hover: Sequence[str] | None = None, custom: Sequence[int] | None = None,
                   pairs: np.ndarray | None = None, highlight: np.ndarray | None = None,
-                  highlight_label: str = "your pair", webgl_above: int = 3000, title: str = "") -> object:
+                  highlight_label: str = "your pair", highlight_outside: bool = False, webgl_above: int = 3000,
+                  title: str = "") -> object:
     """A 2-D map of embeddings.
 
     xy (M, 2); ``colour`` (M,) the group of each point (one legend entry per group); ``symbol``
     (M,) an optional second grouping drawn as marker shapes; ``hover`` (M,) text; ``custom``
     (M,) an integer per point returned on selection; ``pairs`` (K, 2) row indices of points to
     join by a line (image <-> text of one pair: the modality gap); ``highlight`` (J, 2) extra
-    points drawn as large stars. Above ``webgl_above`` points the scatter is drawn with WebGL.
+    points drawn as large stars, open (and named so) when ``highlight_outside``: a pair unlike the
+    model's training data, whose place in the map says little. Above ``webgl_above`` points the
+    scatter is drawn with WebGL.
     """
     go = _go()
     xy = np.asarray(xy, dtype=np.float64)
@@ -305,9 +308,11 @@ def latent_figure(xy: np.ndarray, *, colour: Sequence[str], symbol: Sequence[str
             text=hover[sel], customdata=custom[sel], hovertemplate="%{text}<extra></extra>"))
     if highlight is not None and len(highlight):
         h = np.asarray(highlight, dtype=np.float64)
-        fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="markers+lines", name=highlight_label,
-                                 marker=dict(size=18, symbol="star", color="#111111",
-                                             line=dict(color="white", width=1)),
+        name = highlight_label + (" (outside its domain)" if highlight_outside else "")
+        fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="markers+lines", name=name,
+                                 marker=dict(size=18, symbol="star-open" if highlight_outside else "star",
+                                             color="#d62728" if highlight_outside else "#111111",
+                                             line=dict(color="#d62728" if highlight_outside else "white", width=2)),
                                  line=dict(color="#111111", dash="dot")))
     fig.update_layout(title=title or None, height=560, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title=""),

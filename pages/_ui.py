@@ -1,10 +1,11 @@
-"""Streamlit pieces every page shares: cached loaders, the checkpoint and input pickers, downloads.
+"""Streamlit pieces every page shares: the checkpoint and input pickers, cached calls into ``mmlab``, the
+notices every answer and map owes its reader, downloads.
 
-Widget state that a teacher may want to share lives in the URL (``bind="query-params"``):
-``ckpt`` (checkpoint), ``data`` (dataset), ``sample`` (index), ``src`` (sample or upload),
-``text`` (the sentence), and each page's own controls. Models are cached with
-``st.cache_resource`` (shared, read-only, thread-safe: ``Model.predict`` holds a lock);
-predictions, maps and tables with ``st.cache_data``.
+Widget state a teacher may want to share lives in the URL (``bind="query-params"``): ``ckpt``
+(checkpoint), ``src`` (sample or your image), ``sample`` (index), ``text`` (the sentence), and each page's
+own controls. A built-in sample always comes from the checkpoint's own test split (its dataset, with the
+options it was trained with): a model is only run on inputs of its own kind, and anything else (your
+picture, an unknown word) is named as such before any answer. User text is never read as Markdown.
 """
 from __future__ import annotations
 
@@ -18,18 +19,17 @@ from mmlab import ui_state, viz
 from mmlab.errors import InputError
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
-SKIP_DATASETS = {"folder"}  # needs a path: the Data page loads the user's own folder / zip
-USER_DATA = "your data (Data page)"
-SHOW = 256  # pixels a picture is shown at
+SHOW = 256  # pixels a picture is shown at (its longer side)
 SAMPLE, UPLOAD = "built-in sample", "your image"
+FLAGSHIP = "shapes-mask-cross_attention"
 
 
 class Sample(NamedTuple):
     """One input pair as the pages see it.
 
-    image: (H, W, 3) uint8; text: the cleaned sentence; truth: the referred object's mask
-    (S, S) uint8 or None; label: the true class name or None; source: "sample" or "upload";
-    dataset / index: where a sample came from.
+    image: (H, W, 3) uint8; text: the cleaned sentence; truth: the referred object's mask (S, S) uint8 or
+    None; label: the true class name or None; source: "sample" or "upload"; dataset / index: where a sample
+    came from; head: the sentence's head noun (the word that names the object) or None.
     """
 
     image: np.ndarray
@@ -39,22 +39,27 @@ class Sample(NamedTuple):
     source: str
     dataset: str | None = None
     index: int | None = None
+    head: str | None = None
 
 
-# ---- cached loaders -------------------------------------------------------------------------
+# ---- checkpoints ------------------------------------------------------------------------------
+def _mtime(entry: dict) -> float:
+    from pathlib import Path
+
+    cfg = Path(entry["dir"]) / "config.json"
+    return cfg.stat().st_mtime if cfg.exists() else 0.0
+
+
+def mtime(entry: dict) -> float:
+    return _mtime(entry)
+
+
 def _load_model(directory: str, mtime: float):
     """The model of a checkpoint folder: ``mmlab.load`` keeps one shared, read-only copy per folder and
     modification time (thread-safe: ``predict`` holds the model's lock)."""
     import mmlab
 
     return mmlab.load(directory)
-
-
-def _mtime(entry: dict) -> float:
-    from pathlib import Path
-
-    cfg = Path(entry["dir"]) / "config.json"
-    return cfg.stat().st_mtime if cfg.exists() else 0.0
 
 
 def load_model(entry: dict, where=None):
@@ -66,34 +71,13 @@ def load_model(entry: dict, where=None):
         return None
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=12)
-def _dataset(name: str, split: str):
-    from mmlab.data import load_dataset
+def artifacts(entry: dict):
+    """The checkpoint's stored results (``mmlab.artifacts``), or None when it has none for its weights."""
+    from mmlab.artifacts import load
 
-    return load_dataset(name, split)
-
-
-def dataset(name: str, split: str = "test"):
-    """A dataset split (cached; shared read-only), the uploaded one for ``USER_DATA``; None after an error."""
-    if name == USER_DATA:
-        return st.session_state.get("user_data")
-    try:
-        return _dataset(name, split)
-    except InputError as e:
-        st.error(f"Dataset {name!r} is not available: {e}")
-        return None
+    return load(entry["dir"])
 
 
-def dataset_names() -> list[str]:
-    from mmlab.data import available
-
-    names = [n for n in available() if n not in SKIP_DATASETS]
-    if st.session_state.get("user_data") is not None:
-        names.append(USER_DATA)
-    return names
-
-
-# ---- checkpoints ------------------------------------------------------------------------------
 def checkpoints(want=None) -> list[dict]:
     """Every checkpoint (zoo + the user's), optionally filtered by ``want(entry) -> bool``."""
     entries, problems = ui_state.all_checkpoints()
@@ -104,19 +88,31 @@ def checkpoints(want=None) -> list[dict]:
 
 def no_checkpoint_message(where=None) -> None:
     (where or st).info(
-        "No checkpoint to show yet. Train one on the **Train** page (a minute on the shapes set), "
-        "or build the shipped zoo with `mmlab zoo train`; then pick it here.")
+        "No checkpoint to show yet. Train one on the **Train** page, or build the shipped zoo with "
+        "`mmlab zoo train`; then pick it here.")
 
 
-def _default_checkpoint(entries: list[dict]) -> int:
+def photo_checkpoint(entries: list[dict]) -> dict | None:
+    """The real-photo model (``checkpoints/photo-*``), the default for your own pictures."""
+    return next((e for e in entries if e["name"].startswith("photo-")), None)
+
+
+def _default(entries: list[dict], prefer: str | None) -> int:
+    """``prefer``, else the flagship, else the first shapes cross-attention mask model, else the first."""
+    names = [e["name"] for e in entries]
+    for name in (prefer, FLAGSHIP):
+        if name in names:
+            return names.index(name)
     for i, e in enumerate(entries):
         if e.get("dataset") == "shapes" and e.get("strategy") == "cross_attention" and e.get("task") == "mask":
             return i
     return 0
 
 
-def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, where=None) -> dict | None:
-    """A checkpoint picker (state in the URL as ``?{key}=name``); None with a message when there is none."""
+def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, where=None,
+                    prefer: str | None = None) -> dict | None:
+    """A checkpoint picker (state in the URL as ``?{key}=name``); None with a message when there is none.
+    ``prefer``: the name picked when the URL names none."""
     where = where or st.sidebar
     entries = checkpoints(want)
     if not entries:
@@ -124,12 +120,12 @@ def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, 
         return None
     names = [e["name"] for e in entries]
     by_name = {e["name"]: e for e in entries}
-    name = where.selectbox(label, names, index=_default_checkpoint(entries), key=key, bind="query-params")
+    name = where.selectbox(label, names, index=_default(entries, prefer), key=key, bind="query-params")
     entry = by_name.get(name, entries[0])
     where.caption(ui_state.checkpoint_label(entry))
     with where.expander("About this checkpoint"):
-        st.write({k: entry.get(k) for k in ("dataset", "task", "strategy", "encoders", "parameters", "train_seconds",
-                                            "tested_with") if entry.get(k) is not None})
+        st.write({k: entry.get(k) for k in ("dataset", "data_options", "task", "strategy", "encoders", "parameters",
+                                            "train_seconds", "tested_with") if entry.get(k)})
         st.write({k: round(v, 4) if isinstance(v, float) else v for k, v in (entry.get("metrics") or {}).items()})
         if entry.get("command"):
             st.code(entry["command"], language="bash")
@@ -137,53 +133,75 @@ def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, 
 
 
 # ---- the input pair -------------------------------------------------------------------------
-def _sync_sentence(dataset_name: str, index: int, sentence: str) -> None:
-    """Put the sample's sentence in the text box when the sample changes (not on the first run of a
-    shared link that carries its own ``?text=``)."""
-    current = (dataset_name, index)
+@st.cache_resource(show_spinner="Loading the model's test split…", max_entries=24)
+def _split(model_dir: str, mtime: float, split: str):
+    from mmlab.evaluate import split_of
+
+    return split_of(_load_model(model_dir, mtime), split)
+
+
+def checkpoint_split(entry: dict, split: str = "test"):
+    """The checkpoint's own split (its dataset, with the options it was trained with; cached, read-only), or
+    None after showing why not."""
+    try:
+        return _split(entry["dir"], _mtime(entry), split)
+    except InputError as e:
+        st.error(f"{entry['name']}: its data is not available here ({e})")
+        return None
+
+
+def _sync_sentence(key: tuple, sentence: str) -> None:
+    """Put the sample's sentence in the text box when the sample changes (not on the first run of a shared
+    link that carries its own ``?text=``)."""
     last = st.session_state.get("_sentence_for")
     if last is None:
-        st.session_state["_sentence_for"] = current
+        st.session_state["_sentence_for"] = key
         if "text" not in st.query_params and not st.session_state.get("text"):
             st.session_state["text"] = sentence
         return
-    if last != current:
-        st.session_state["_sentence_for"] = current
+    if last != key:
+        st.session_state["_sentence_for"] = key
         st.session_state["text"] = sentence
 
 
-def pick_input(entry: dict | None = None, *, allow_upload: bool = True, where=None) -> Sample | None:
-    """Sample-or-upload plus a sentence. Shows ``st.error`` and returns None for bad input."""
+def pick_source(where=None, *, allow_upload: bool = True) -> str:
+    """Built-in sample or your image (in the URL as ``?src=``)."""
+    if not allow_upload:
+        return SAMPLE
+    return (where or st).segmented_control("Input", [SAMPLE, UPLOAD], default=SAMPLE, key="src", bind="query-params",
+                                           required=True) or SAMPLE
+
+
+def pick_input(entry: dict | None, *, source: str = SAMPLE, where=None, data=None) -> Sample | None:
+    """A sample of the checkpoint's own test split (or ``data``), or an uploaded picture, plus a sentence.
+    Shows the reason and returns None for bad input."""
     from mmlab.data.images import load_image
     from mmlab.data.text import clean_text
 
     where = where or st
-    src = SAMPLE
-    if allow_upload:
-        src = where.segmented_control("Input", [SAMPLE, UPLOAD], default=SAMPLE, key="src", bind="query-params",
-                                      required=True) or SAMPLE
-    names = dataset_names()
-    default_data = (entry or {}).get("dataset")
-    data_index = names.index(default_data) if default_data in names else 0
-    image, truth, label, ds_name, index = None, None, None, None, None
-    if src == SAMPLE:
-        c1, c2 = where.columns([2, 1])
-        ds_name = c1.selectbox("Dataset", names, index=data_index, key="data", bind="query-params")
-        data = dataset(ds_name, "test")
+    image, truth, label, ds_name, index, head = None, None, None, None, None, None
+    if source == SAMPLE:
+        if data is None:
+            if entry is None:
+                return None
+            data = checkpoint_split(entry)
         if data is None or len(data) == 0:
             return None
-        index = int(c2.number_input(f"Sample (0–{len(data) - 1})", min_value=0, max_value=len(data) - 1, value=0,
-                                    step=1, key="sample", bind="query-params"))
+        index = int(where.number_input(f"Sample of {data.name} (0–{len(data) - 1})", min_value=0,
+                                       max_value=len(data) - 1, value=0, step=1, key="sample", bind="query-params"))
         image = viz.to_rgb(data.images[index])
         truth = None if data.masks is None else data.masks[index]
         label_t = data.targets.get("label")
         label = None if label_t is None else data.classes["label"][int(label_t[index])]
-        _sync_sentence(ds_name, index, data.texts[index])
+        heads = data.info.get("head_word")
+        head = heads[index] if heads is not None else None
+        ds_name = data.name
+        _sync_sentence((ds_name, tuple(sorted((entry or {}).get("data_options", {}).items())), index), data.texts[index])
     else:
-        upload = where.file_uploader("Upload an image", type=IMAGE_TYPES, key="upload",
+        upload = where.file_uploader("Upload a picture", type=IMAGE_TYPES, key="upload",
                                      help="PNG, JPEG, GIF, BMP, WebP or TIFF. It stays in this session only.")
         if upload is None:
-            where.info("Upload an image, or switch to a built-in sample.")
+            where.info("Upload a picture, or switch to a built-in sample.")
             return None
         try:
             image = viz.to_rgb(load_image(upload.getvalue()))
@@ -191,40 +209,67 @@ def pick_input(entry: dict | None = None, *, allow_upload: bool = True, where=No
             where.error(f"This upload cannot be used: {e}")
             return None
     raw = where.text_input("Sentence", key="text", bind="query-params", max_chars=2000,
-                           help="Name one object, e.g. 'the small red triangle left of the blue circle'.")
+                           help="Name one thing in the picture, e.g. 'the small red triangle left of the blue "
+                                "circle' (a shapes scene) or 'the cat' (a photo).")
     try:
         text = clean_text(raw)
     except InputError as e:
         where.error(f"{e}")
         return None
-    return Sample(image=image, text=text, truth=truth, label=label, source="sample" if src == SAMPLE else "upload",
-                  dataset=ds_name, index=index)
+    return Sample(image=image, text=text, truth=truth, label=label, source="sample" if source == SAMPLE else "upload",
+                  dataset=ds_name, index=index, head=head)
 
 
-def checkpoint_and_input() -> tuple[dict, Sample]:
-    """The sidebar checkpoint and the page's input; stops the page (after its message) when either is missing."""
-    entry = pick_checkpoint()
-    sample = pick_input(entry)
+def checkpoint_and_input(*, prefer_upload_default: bool = True) -> tuple[dict, Sample]:
+    """The input source, then the checkpoint (the photo model by default for your own pictures), then the
+    pair; stops the page (after its message) when any is missing."""
+    source = pick_source(st.sidebar)
+    entry = pick_checkpoint(prefer=default_for(source) if prefer_upload_default else None)
+    sample = pick_input(entry, source=source)
     if entry is None or sample is None or load_model(entry) is None:
         st.stop()
     return entry, sample
 
 
+def default_for(source: str) -> str | None:
+    """The checkpoint a source opens on: the photo model for your own pictures, the flagship for samples.
+    A switch of source moves an automatically chosen checkpoint along (never one the user picked)."""
+    entries = checkpoints()
+    photo = photo_checkpoint(entries)
+    wanted = photo["name"] if source == UPLOAD and photo else FLAGSHIP
+    previous = st.session_state.get("_auto_ckpt")
+    current = st.session_state.get("ckpt")
+    if current is None or current == previous:
+        if current != wanted and "ckpt" in st.session_state and current == previous:
+            st.session_state["ckpt"] = wanted
+        st.session_state["_auto_ckpt"] = wanted
+    return wanted
+
+
 # ---- cached model calls ---------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=256)
 def predict(model_dir: str, mtime: float, image: np.ndarray, text: str, drop: str | None = None):
-    """(Prediction, milliseconds of a warm second call) for one pair; raises InputError for bad input."""
+    """The Prediction for one pair (cached); raises InputError for bad input."""
+    return _load_model(model_dir, mtime).predict(image, text, drop=drop)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def latency_ms(model_dir: str, mtime: float, image: np.ndarray, text: str, repeats: int = 5) -> float:
+    """The median of ``repeats`` warm predictions of one pair, in milliseconds (a first call warms up)."""
     model = _load_model(model_dir, mtime)
-    pred = model.predict(image, text, drop=drop)
-    t0 = time.perf_counter()
-    model.predict(image, text, drop=drop)
-    return pred, (time.perf_counter() - t0) * 1000
+    model.predict(image, text)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.predict(image, text)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
 
 
 def predict_entry(entry: dict, sample: Sample, drop: str | None = None):
     """Prediction for a sample with a checkpoint entry; None after showing the error."""
     try:
-        pred, _ = predict(entry["dir"], _mtime(entry), sample.image, sample.text, drop)
+        pred = predict(entry["dir"], _mtime(entry), sample.image, sample.text, drop)
     except InputError as e:
         st.error(f"{e}")
         return None
@@ -232,6 +277,25 @@ def predict_entry(entry: dict, sample: Sample, drop: str | None = None):
     if notice:
         st.info(notice[0].upper() + notice[1:] + ".")
     return pred
+
+
+def domain_notice(pred, entry: dict, where=None) -> bool:
+    """Say first when the pair is unlike what the checkpoint was trained on (the picture, or words it never
+    saw). Returns True when the answer can be shown as an answer."""
+    where = where or st
+    check = pred.domain
+    if check is None or check.in_distribution:
+        return True
+    if check.image_ok is False:
+        where.warning(f"**Not this model's kind of picture.** {entry['name']} only ever saw "
+                      f"{viz.md_escape(entry.get('dataset') or 'its training')} pictures, and this one is unlike "
+                      f"them ({viz.md_escape(check.reason)}). What it answers below is not to be trusted."
+                      + (" For a photo, pick the photo model." if not entry["name"].startswith("photo-") else ""),
+                      icon=":material/warning:")
+    else:
+        where.warning(f"**Words this model never saw:** {', '.join(viz.md_escape(w) for w in check.unknown_words)}. "
+                      "It reads them as unknown tokens; its answer ignores what they mean.", icon=":material/warning:")
+    return False
 
 
 @st.cache_data(show_spinner="Computing the map…", max_entries=256)
@@ -251,8 +315,27 @@ def explain_entry(entry: dict, sample: Sample, method: str = "attention", *, tok
         return None
 
 
-def mtime(entry: dict) -> float:
-    return _mtime(entry)
+METHOD_NAMES = {"attention": "raw attention", "rollout": "attention rollout", "relevance": "relevance (Chefer et al.)",
+                "gradcam": "Grad-CAM"}
+
+
+def fidelity(entry: dict, method: str) -> str:
+    """How far this checkpoint's maps of ``method`` can be trusted, measured on its test split; or why there is
+    no such measure."""
+    from mmlab.faithfulness import fidelity_line
+
+    model = load_model(entry)
+    line = fidelity_line(model.meta if model is not None else None, method)
+    if line:
+        return line[0].upper() + line[1:] + "."
+    return ("Not graded on this checkpoint (its data names no object with a mask), so nothing says how often "
+            "it lies on what the sentence names.")
+
+
+def map_caption(result, word: str | None) -> str:
+    """What a map is, never "where the model looks": its method and whose map it is."""
+    who = f"'{word}'" if word else "the whole sentence"
+    return f"{METHOD_NAMES.get(result.method_used, result.method_used)} of {who}"
 
 
 # ---- showing and downloading ------------------------------------------------------------------
@@ -314,8 +397,7 @@ def page_header(title: str, intro: str) -> None:
 # ---- training options ---------------------------------------------------------------------------
 def trainable_datasets() -> dict[str, tuple[str, dict]]:
     """{shown name: (dataset, options)}: the built-in datasets a model trains on, then the user's uploads."""
-    from mmlab.data import trainable
-    from mmlab.data import user
+    from mmlab.data import trainable, user
 
     out = {name: (name, {}) for name in trainable()}
     out.update({f"yours: {name}": ("folder", user.options(name)) for name in user.names()})
@@ -345,9 +427,8 @@ def option_widgets(*, exclude: set[str], key: str = "t_opt") -> dict:
                                                step=1 if is_int else None, format=None if is_int else "%g",
                                                key=k, help=help_)
         elif kind == "dict":
-            raw = st.text_input(label, value=", ".join(f"{a}={b}" for a, b in (opt.default or {}).items()), key=k,
-                                help=(help_ or "") + " (key=value, comma-separated)")
-            values[opt.name] = raw
+            values[opt.name] = st.text_input(label, value=", ".join(f"{a}={b}" for a, b in (opt.default or {}).items()),
+                                             key=k, help=(help_ or "") + " (key=value, comma-separated)")
         elif kind == "tuple":
             values[opt.name] = st.text_input(label, value=",".join(opt.default), key=k, help=help_)
         else:

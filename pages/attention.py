@@ -1,4 +1,5 @@
-"""Attention inspector: a word's map per layer and head, rollout and relevance, words per patch, map -> mask."""
+"""Attention inspector: a word's map per layer and head, rollout and relevance beside it, each with how far it can
+be trusted on this checkpoint; which words look at a patch; map -> mask -> IoU."""
 import numpy as np
 import streamlit as st
 
@@ -9,20 +10,26 @@ ALL_WORDS = "all words"
 SOURCES = ["attention (mean of layers and heads)", "rollout", "relevance"]
 SMALL = 160
 
-ui.page_header("Attention inspector", "Pick a word and see where it looks in every layer and head; compare with "
-               "attention rollout and gradient-weighted relevance; pick a patch to see which words look at it; "
-               "threshold a map into a mask and grade it against the truth.")
+ui.page_header("Attention inspector", "Pick a word and see what it attends to in every layer and head; compare with "
+               "attention rollout and gradient-weighted relevance, each with how often it lies on the named object "
+               "on this checkpoint; pick a patch to see which words look at it; threshold a map into a mask.")
 
 entry, sample = ui.checkpoint_and_input()
 pred = ui.predict_entry(entry, sample)
 if pred is None:
     st.stop()
+ui.domain_notice(pred, entry)
 
 tokens = pred.tokens
 options = [ALL_WORDS] + [f"#{i} {t}" for i, t in enumerate(tokens)]
-choice = st.selectbox("Word", options, key="token", bind="query-params")
+default = 0
+if sample.head and sample.head in tokens:  # open on the word that names the object
+    default = tokens.index(sample.head) + 1
+choice = st.selectbox("Word", options, index=default, key="token", bind="query-params",
+                      help="the head noun (the word that names the object) is picked when you open a sample")
 token = None if choice in (None, ALL_WORDS) else options.index(choice) - 1
-what = ALL_WORDS if token is None else f"'{tokens[token]}'"
+word = None if token is None else tokens[token]
+what = ALL_WORDS if token is None else f"'{word}'"
 
 if not pred.attention:
     st.warning(f"{entry.get('strategy')} has no text-to-image attention. Its map below is Grad-CAM over the image "
@@ -30,10 +37,14 @@ if not pred.attention:
     result = ui.explain_entry(entry, sample, "gradcam")
     if result is not None:
         ui.show_picture(viz.overlay(sample.image, result.map, size=ui.SHOW), "gradcam", caption="Grad-CAM", key="gc")
+        st.caption(ui.fidelity(entry, "gradcam"))
     st.stop()
 
 # ---- every layer and head -------------------------------------------------------------------
 st.subheader(f"Raw attention of {what}: one row per layer, one column per head")
+model = ui.load_model(entry)
+card = (model.meta or {}).get("faithfulness") or {}
+per_head = card.get("per_head") or {}
 layers = list(pred.attention)
 H = int(pred.attention[layers[0]].shape[0])
 pictures, captions = [], []
@@ -42,11 +53,15 @@ for layer in layers:
     for h in range(H):
         m = maps[h].mean(0) if token is None else maps[h, token]
         pictures.append(viz.overlay(sample.image, m, size=SMALL))
-        captions.append(f"{layer} · head {h}")
+        hit = (per_head.get(layer) or [None] * H)[h]
+        captions.append(f"{layer} · head {h}" + (f" · on the object {hit:.0%}" if hit is not None else ""))
 for r, layer in enumerate(layers):
     row = st.columns(H)
     for h in range(H):
         row[h].image(pictures[r * H + h], caption=captions[r * H + h], width="stretch")
+if per_head:
+    st.caption(f"'on the object': how often that head's map of the head noun peaks on the named object, over "
+               f"{card.get('n')} test scenes (chance {card['chance']['pointing']:.0%}).")
 grid = viz.montage(pictures, columns=H)
 st.download_button("Download the grid (PNG)", viz.png_bytes(grid), file_name="attention-grid.png", mime="image/png",
                    key="grid-png", on_click="ignore", icon=":material/download:")
@@ -62,10 +77,11 @@ for col, method in zip(c, ["attention", "rollout", "relevance"]):
     maps[method] = result.map
     with col:
         ui.show_picture(viz.overlay(sample.image, result.map, size=ui.SHOW), f"{method}",
-                        caption={"attention": "raw attention, mean of layers and heads",
-                                 "rollout": "attention rollout (Abnar & Zuidema)",
-                                 "relevance": "relevance (Chefer et al.), for the predicted answer"}[method],
-                        key=f"m-{method}")
+                        caption=ui.map_caption(result, word) + (" (mean of layers and heads)" if method == "attention"
+                                                                else ""), key=f"m-{method}")
+        st.caption(ui.fidelity(entry, method))
+        if result.note:
+            st.caption(viz.md_escape(result.note))
 
 # ---- which words look at a patch ------------------------------------------------------------
 st.subheader("Which words look at a patch")
@@ -92,17 +108,16 @@ source = c1.selectbox("Map", SOURCES, key="msrc", bind="query-params")
 threshold = c2.slider("Threshold", 0.0, 1.0, 0.5, 0.05, key="thr", bind="query-params")
 chosen = maps.get({"rollout": "rollout", "relevance": "relevance"}.get(source, "attention"))
 if chosen is not None:
-    from mmlab.explain import map_to_mask, score_map, upsample
+    from mmlab.explain import map_to_mask, score_map
 
-    size = sample.image.shape[0]
-    mask = map_to_mask(upsample(chosen, size), threshold)
+    mask = map_to_mask(chosen, threshold).astype(np.float32)  # on the patch grid of the model's input
     m1, m2, m3 = st.columns([1, 1, 1])
     with m1:
-        ui.show_picture(viz.mask_overlay(sample.image, mask.astype(np.float32), truth=sample.truth, size=ui.SHOW),
+        ui.show_picture(viz.mask_overlay(sample.image, mask, truth=sample.truth, size=ui.SHOW),
                         "map-mask", caption="thresholded map (blue), truth (green)", key="mapmask")
     if sample.truth is not None:
         scores = score_map(chosen, sample.truth, threshold)
         m2.metric("IoU", f"{scores['iou']:.3f}")
         m3.metric("Dice", f"{scores['dice']:.3f}")
     else:
-        m2.caption("No ground-truth mask for your own image, so no IoU / Dice.")
+        m2.caption("No ground-truth mask for your own picture, so no IoU / Dice.")

@@ -1,18 +1,18 @@
-"""Compare strategies: one input through every checkpoint of a dataset, side by side, and a test-split table."""
-import time
-
-import numpy as np
+"""Compare strategies: one input through every checkpoint trained for the same question, side by side, and the
+test-split table (stored with each checkpoint, re-read for any first n pairs at once)."""
 import pandas as pd
 import streamlit as st
 
 from mmlab import ui_state, viz
-from mmlab.metrics import mask_iou
+from mmlab.errors import InputError
+from mmlab.evaluate import score_mask
 from pages import _ui as ui
 
 METHODS = ["attention", "rollout", "relevance", "gradcam"]
+PICKED = "_compare_picked"  # {group: chosen names}: switching the group keeps each group's choice
 
-ui.page_header("Compare strategies", "The same image and sentence through every strategy of the zoo: what each "
-               "answers, where it looks, the mask it draws, how long it takes. Below, the test-split numbers.")
+ui.page_header("Compare strategies", "The same image and sentence through every strategy trained for one question: "
+               "what each answers, its map, the mask it draws, how long it takes. Below, the test-split numbers.")
 
 entries = ui.checkpoints()
 if not entries:
@@ -23,9 +23,13 @@ labels = list(groups)
 default = next((i for i, g in enumerate(labels) if g.startswith("shapes · referring")), 0)
 group = st.sidebar.selectbox("Checkpoints trained for", labels, index=default, key="zoo", bind="query-params")
 pool = groups[group]
-dataset_name = group.split(" · ")[0]
 names = [e["name"] for e in pool]
-chosen = st.sidebar.multiselect("Strategies", names, default=names[:6], key="pick", bind="query-params")
+remembered = st.session_state.setdefault(PICKED, {})
+if st.session_state.get("_compare_group") != group:  # a group switch: this group's own earlier choice
+    st.session_state["_compare_group"] = group
+    st.session_state["pick"] = [n for n in remembered.get(group, names[:6]) if n in names]
+chosen = st.sidebar.multiselect("Strategies", names, key="pick", bind="query-params")
+remembered[group] = list(chosen)
 picked = [e for e in pool if e["name"] in chosen]
 method = st.sidebar.selectbox("Map", METHODS, key="method", bind="query-params",
                               help="attention: raw cross-attention; rollout; relevance: gradient-weighted "
@@ -34,7 +38,8 @@ if not picked:
     st.info("Pick at least one checkpoint in the sidebar.")
     st.stop()
 
-sample = ui.pick_input(picked[0])
+source = ui.pick_source(st.sidebar)
+sample = ui.pick_input(picked[0], source=source)
 if sample is None:
     st.stop()
 
@@ -44,14 +49,18 @@ for e in picked:
     if ui.load_model(e) is None:
         continue
     try:
-        pred, ms = ui.predict(e["dir"], ui.mtime(e), sample.image, sample.text, None)
-    except Exception as err:  # noqa: BLE001 - one broken checkpoint must not hide the others
+        pred = ui.predict(e["dir"], ui.mtime(e), sample.image, sample.text, None)
+    except InputError as err:
         st.error(f"{e['name']}: {err}")
         continue
-    runs.append((e, pred, ms))
-    if pred.label is not None:
+    runs.append((e, pred))
+    if pred.label is not None and (pred.domain is None or pred.domain.in_distribution):
         answers[e["name"]] = pred.probs
-
+flagged = [e["name"] for e, p in runs if p.domain is not None and not p.domain.in_distribution]
+if flagged:
+    st.warning(f"This pair is unlike what {len(flagged)} of the {len(runs)} checkpoints were trained on "
+               f"({viz.md_escape(runs[0][1].domain.reason if runs and runs[0][1].domain else '')}): their answers are "
+               "left out of the comparison below, and their pictures are marked.", icon=":material/warning:")
 if answers:
     ui.show_figure(viz.grouped_probs_figure(answers, title="Class probabilities per checkpoint"),
                    "compare-probabilities", key="probs")
@@ -60,26 +69,25 @@ cards: list = []  # (map overlay, mask overlay) per checkpoint, for one PNG of t
 per_row = min(3, max(1, len(runs)))
 for start in range(0, len(runs), per_row):
     cols = st.columns(per_row)
-    for col, (e, pred, ms) in zip(cols, runs[start:start + per_row]):
+    for col, (e, pred) in zip(cols, runs[start:start + per_row]):
         with col.container(border=True):
-            st.markdown(f"**{e['name']}** · `{e.get('strategy')}`")
-            answer = f"answers **{pred.label}** ({pred.probs[pred.label]:.0%}) · " if pred.label is not None else ""
-            st.markdown(f"{answer}{ms:.0f} ms", help="latency of one pair on this machine (a warm call)")
+            st.markdown(f"**{viz.md_escape(e['name'])}** · `{e.get('strategy')}`")
+            ok = pred.domain is None or pred.domain.in_distribution
+            ms = ui.latency_ms(e["dir"], ui.mtime(e), sample.image, sample.text)
+            answer = (f"answers **{viz.md_escape(pred.label)}** ({pred.probs[pred.label]:.0%}) · "
+                      if pred.label is not None and ok else "out of its domain · " if not ok else "")
+            st.markdown(f"{answer}{ms:.0f} ms", help="median of five warm predictions of this pair on this machine")
             result = ui.explain_entry(e, sample, method)
             if result is not None:
                 note = " (no attention: Grad-CAM)" if result.method_used != method else ""
                 heat = viz.overlay(sample.image, result.map, size=ui.SHOW)
                 cards.append(heat)
-                st.image(heat, width="stretch", caption=f"{result.method_used}{note}")
+                st.image(heat, width="stretch", caption=f"{ui.map_caption(result, None)}{note}")
             if pred.mask is not None:
-                truth = None
-                if sample.truth is not None:
-                    truth = viz.resize_map(sample.truth.astype(np.float32), pred.mask.shape, smooth=False) > 0.5
-                masked = viz.mask_overlay(sample.image, pred.mask, truth=truth, size=ui.SHOW)
+                masked = viz.mask_overlay(sample.image, pred.mask, truth=sample.truth, size=ui.SHOW)
                 cards.append(masked)
-                st.image(masked, width="stretch",
-                         caption="mask" + (f" · IoU {float(mask_iou(pred.mask >= 0.5, truth)[0]):.3f}"
-                                           if truth is not None else ""))
+                iou = f" · IoU {score_mask(pred.mask, sample.truth)['iou']:.3f}" if sample.truth is not None else ""
+                st.image(masked, width="stretch", caption="mask" + iou)
 if cards and len(cards) % max(1, len(runs)) == 0:  # one row per checkpoint: its map, its mask
     sheet = viz.png_bytes(viz.montage(cards, columns=len(cards) // len(runs)))
     st.download_button("Download the pictures (PNG, one row per checkpoint)", sheet, file_name="compare-pictures.png",
@@ -87,51 +95,39 @@ if cards and len(cards) % max(1, len(runs)) == 0:  # one row per checkpoint: its
 
 # ---- the test split ---------------------------------------------------------------------------
 st.subheader("On the test split")
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def measure(model_dir: str, mtime: float, dataset: str, n: int) -> dict:
-    """Metrics of a checkpoint on the first ``n`` test pairs, with milliseconds per pair (batched)."""
-    from mmlab.data import load_dataset
-    from mmlab.evaluate import evaluate
-
-    model = ui._load_model(model_dir, mtime)
-    options = (model.meta.get("data_options") or {}) if model.meta.get("dataset") == dataset else {}
-    data = load_dataset(dataset, "test", **options)  # digits: the captions it was trained with
-    data = data.subset(np.arange(min(n, len(data))))
-    t0 = time.perf_counter()
-    drop = model.meta.get("eval_drop")  # a unimodal baseline is scored as it was trained
-    metrics = evaluate(model, data, drop=drop)
-    metrics["ms per pair"] = (time.perf_counter() - t0) * 1000 / max(1, len(data))
-    return metrics
-
-
-live = st.toggle("Measure here (otherwise: the numbers recorded in the manifest)", key="live", bind="query-params")
-n = st.slider("Test pairs", 50, 1000, 200, 50, key="n", bind="query-params", disabled=not live)
+n = st.select_slider("Test pairs", [100, 200, 500, 1000], value=1000, key="n", bind="query-params",
+                     help="the first n pairs of each checkpoint's own test split (with the data options it was "
+                          "trained with), re-read from the results stored with it")
 rows = []
-latency = {e["name"]: ms for e, _, ms in runs}
-progress = st.progress(0.0, text="measuring…") if live else None
-for i, e in enumerate(picked):
-    metrics = dict(e.get("metrics") or {})
-    if live:
-        try:
-            metrics = measure(e["dir"], ui.mtime(e), e.get("dataset") or "shapes", n)
-        except Exception as err:  # noqa: BLE001
-            st.error(f"{e['name']}: {err}")
-        progress.progress((i + 1) / len(picked), text=f"measured {e['name']}")
-    row = {"checkpoint": e["name"], "strategy": e.get("strategy"), "task": e.get("task")}
+missing = []
+latency = {e["name"]: ui.latency_ms(e["dir"], ui.mtime(e), sample.image, sample.text) for e, _ in runs}
+for e in picked:
+    stored = ui.artifacts(e)
+    if stored is not None:
+        metrics = stored.scores(n)
+    else:
+        metrics = dict(e.get("metrics") or {})
+        missing.append(e["name"])
+    row = {"checkpoint": e["name"], "strategy": e.get("strategy"), "test pairs": metrics.get("n")}
     row.update({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    faith = e.get("faithfulness") or {}
+    if "attention_pointing_head" in faith:
+        row["attention on the named object"] = round(faith["attention_pointing_head"], 3)
+        row["chance"] = round(faith.get("chance_pointing", float("nan")), 3)
     row["parameters"] = e.get("parameters")
+    row["epochs"] = (e.get("train") or {}).get("epochs")
     row["ms (one pair)"] = round(latency[e["name"]], 2) if e["name"] in latency else None
     published = ui_state.published_for(e)
     if published:
         row[f"seed's {published['metric']}"] = published["value"]
         row["seed's source"] = published["source"]
     rows.append(row)
-if progress is not None:
-    progress.empty()
 table = pd.DataFrame(rows)
 st.dataframe(table, hide_index=True)
-ui.download_table(table, f"compare-{dataset_name}", key="table-csv")
-st.caption("Click a column header to sort. The seeds' numbers were measured on their own data, so they are "
-           "a reference point, not a like-for-like score.")
+ui.download_table(table, f"compare-{group.split(' · ')[0]}", key="table-csv")
+if missing:
+    st.caption(f"No stored results for {', '.join(missing)}: the numbers shown for them are their whole test split's "
+               "from the manifest (`mmlab zoo artifacts` stores the rest).")
+st.caption("Click a column header to sort. Compare checkpoints with the same epochs (the column says): a longer "
+           "schedule is not a better strategy. The seeds' numbers were measured on their own data, so they are a "
+           "reference point, not a like-for-like score.")

@@ -1,7 +1,5 @@
-"""Data: browse the built-in datasets; load and validate your own folder or zip with metadata.csv."""
-import tempfile
-from pathlib import Path
-
+"""Data: browse the built-in datasets; add your own (a zip with metadata.csv / metadata.jsonl, or a folder from the
+server's data folder when its owner set one), checked row by row, kept so you can train on it and compare."""
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -14,8 +12,9 @@ PER_PAGE = 12
 COLUMNS = 6
 THUMB = 128
 
-ui.page_header("Data", "Browse the built-in datasets: images, sentences, masks and labels. Or load your own data "
-               "(a folder or a zip with metadata.csv / metadata.jsonl) and get clear messages about any bad row.")
+ui.page_header("Data", "Browse the built-in datasets: images, sentences, masks and labels. Or add your own data "
+               "(a zip with metadata.csv / metadata.jsonl) and get clear messages about any bad row; it is kept "
+               "so you can train on it (Train page) and compare models on it.")
 
 
 def split_table(data) -> pd.DataFrame:
@@ -30,7 +29,7 @@ def split_table(data) -> pd.DataFrame:
 
 
 def gallery(data, start: int, *, key: str) -> None:
-    """A page of thumbnails (the mask outlined in green where there is one), captions below."""
+    """A page of thumbnails (the mask outlined in green where there is one), captions below (as plain text)."""
     stop = min(len(data), start + PER_PAGE)
     pictures = []
     for row_start in range(start, stop, COLUMNS):
@@ -40,9 +39,9 @@ def gallery(data, start: int, *, key: str) -> None:
             pic = viz.mask_overlay(data.images[i], None, truth=truth, size=THUMB)
             pictures.append(pic)
             label = data.targets.get("label")
-            name = "" if label is None else f" · **{data.classes['label'][int(label[i])]}**"
+            name = "" if label is None else f" · {data.classes['label'][int(label[i])]}"
             col.image(pic, width="stretch")
-            col.caption(f"#{i}{name}  \n{data.texts[i]}")
+            col.caption(viz.md_escape(f"#{i}{name}  {data.texts[i]}"))
     if pictures:
         sheet = viz.montage(pictures, columns=COLUMNS)
         st.download_button("Download this page (PNG)", viz.png_bytes(sheet), file_name=f"{key}-{start}.png",
@@ -51,7 +50,7 @@ def gallery(data, start: int, *, key: str) -> None:
 
 def browse(data, *, key: str) -> None:
     st.caption(f"{len(data)} pairs · images {data.images.shape[-1]}×{data.images.shape[-1]} px · targets: "
-               + ", ".join(f"{t} ({len(data.classes.get(t, []))} classes)" for t in data.targets)
+               + ", ".join(f"{viz.md_escape(t)} ({len(data.classes.get(t, []))} classes)" for t in data.targets)
                + (" · masks" if data.masks is not None else ""))
     pages = max(1, -(-len(data) // PER_PAGE))
     page = st.number_input(f"Page (1–{pages})", 1, pages, 1, key=f"{key}_page", bind="query-params")
@@ -62,50 +61,86 @@ def browse(data, *, key: str) -> None:
     ui.download_table(table, key, key=f"{key}-csv")
 
 
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=12)
+def _dataset(name: str, split: str):
+    from mmlab.data import load_dataset
+
+    return load_dataset(name, split)
+
+
+@st.cache_resource(show_spinner="Loading your dataset…", max_entries=12)
+def _yours(name: str):
+    from mmlab.data import user
+    from mmlab.data.folder import load_folder
+
+    return load_folder(user.options(name)["path"], split="all")
+
+
 built_in, yours = st.tabs(["Built-in datasets", "Your own data"], key="dtab", bind="query-params",
                           on_change="rerun")
 
 if built_in.open:
     with built_in:
-        from mmlab.data import DATASETS
+        from mmlab.data import DATASETS, trainable
 
-        names = [n for n in DATASETS if n not in ui.SKIP_DATASETS]
+        names = trainable()
         c1, c2 = st.columns(2)
         name = c1.selectbox("Dataset", names, key="data", bind="query-params")
         info = DATASETS[name]
         split = c2.selectbox("Split", list(info.splits), index=list(info.splits).index("test")
                              if "test" in info.splits else 0, key="split", bind="query-params")
-        st.markdown(f"**{name}**: {info.description}")
-        data = ui.dataset(name, split)
+        st.markdown(f"**{name}**: {viz.md_escape(info.description)}")
+        try:
+            data = _dataset(name, split)
+        except InputError as e:
+            st.error(f"Dataset {name!r} is not available: {e}")
+            data = None
         if data is not None:
             browse(data, key=f"{name}-{split}")
 
 if yours.open:
     with yours:
+        from mmlab.data import user
+        from mmlab.data.folder import data_folders, load_folder, resolve_data_folder
+
         st.markdown(
             "A folder of images plus **metadata.csv** (or metadata.jsonl) with the columns `file_name` (relative "
             "to the folder), `text`, `label`, and optionally `mask_file` and `split`, the Hugging Face ImageFolder "
-            "convention. Zip the folder and upload it, or give its path on this machine. Every row is checked: "
-            "missing files, bad images and paths that leave the folder are reported with their row numbers.")
+            "convention. Zip the folder and upload it. Every row is checked: missing files, bad images and paths "
+            "that leave the folder are reported with their row numbers.")
         upload = st.file_uploader("Upload a zip", type=["zip"], key="zip")
-        path = st.text_input("…or a folder on this machine", key="folder", placeholder="/path/to/my-data")
+        try:
+            served = data_folders()
+        except InputError:
+            served = None
+        picked_folder = None
+        if served:
+            picked_folder = st.selectbox("…or a folder of this server's data folder", [""] + served, key="folder",
+                                         help="the folders under the data folder its owner set (MMLAB_DATA_ROOT)")
         loaded = None
         try:
             if upload is not None:
-                from mmlab.data.folder import load_zip
-
-                with tempfile.TemporaryDirectory(prefix="mmlab-upload-") as tmp:
-                    loaded = load_zip(upload.getvalue(), Path(tmp) / "data", split="all")
-            elif path.strip():
-                from mmlab.data.folder import load_folder
-
-                loaded = load_folder(path.strip(), split="all")
+                done = st.session_state.setdefault("_saved_uploads", {})  # each upload is kept once
+                if upload.file_id not in done:
+                    saved_as, _ = user.save_zip(upload.getvalue(), upload.name.rsplit(".", 1)[0])
+                    done[upload.file_id] = saved_as
+                    st.session_state["mine"] = saved_as
+                loaded = _yours(done[upload.file_id])
+                st.success(f"Loaded {len(loaded)} pairs, {len(loaded.classes['label'])} labels, kept as "
+                           f"“yours: {done[upload.file_id]}”: pick it on the Train page to train a model on it.")
+            elif picked_folder:
+                loaded = load_folder(resolve_data_folder(picked_folder), split="all")
+                st.success(f"Loaded {len(loaded)} pairs, {len(loaded.classes['label'])} labels.")
         except InputError as e:
             st.error(f"This dataset cannot be used: {e}")
-        if loaded is not None:
-            st.session_state["user_data"] = loaded
-            st.success(f"Loaded {len(loaded)} pairs, {len(loaded.classes['label'])} labels. The Playground and "
-                       f"the other pages now list it as “{ui.USER_DATA}”.")
-        current = st.session_state.get("user_data")
-        if current is not None:
-            browse(current, key="your-data")
+        kept = user.names()
+        if picked_folder and loaded is not None:
+            browse(loaded, key="your-data")
+        elif kept:
+            if st.session_state.get("mine") not in kept:
+                st.session_state["mine"] = kept[-1]
+            name = st.selectbox("Your datasets", kept, key="mine")
+            try:
+                browse(_yours(name), key="your-data")
+            except InputError as e:
+                st.error(f"{e}")

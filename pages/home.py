@@ -14,7 +14,8 @@ st.markdown(
 
 PAGES = [
     ("pages/playground.py", "Playground", ":material/science:",
-     "One image + one sentence → prediction, attention map per word, head and layer, predicted mask with IoU."),
+     "One picture + one sentence → the answer, the map of each word with how far it can be trusted, the mask. "
+     "Upload a photo: the photo model finds what the sentence names in it."),
     ("pages/compare.py", "Compare strategies", ":material/compare:",
      "Every strategy of the zoo on the same input, side by side, and a sortable table of test metrics."),
     ("pages/attention.py", "Attention inspector", ":material/visibility:",
@@ -40,10 +41,15 @@ for i, (path, title, icon, text) in enumerate(PAGES):
 st.subheader("Checkpoints")
 entries = ui.checkpoints()
 if entries:
-    rows = [{"name": e["name"], "dataset": e.get("dataset"), "task": e.get("task"), "strategy": e.get("strategy"),
-             **{k: round(v, 3) for k, v in (e.get("metrics") or {}).items() if isinstance(v, float)},
-             "parameters": e.get("parameters"), "train s": e.get("train_seconds"), "source": e.get("source")}
-            for e in entries]
+    rows = []
+    for e in entries:
+        faith = e.get("faithfulness") or {}
+        rows.append({"name": e["name"], "dataset": e.get("dataset"), "task": e.get("task"),
+                     "strategy": e.get("strategy"), "epochs": (e.get("train") or {}).get("epochs"),
+                     **{k: round(v, 3) for k, v in (e.get("metrics") or {}).items() if isinstance(v, float)},
+                     "attention on the named object": faith.get("attention_pointing_head"),
+                     "chance": faith.get("chance_pointing"),
+                     "parameters": e.get("parameters"), "train s": e.get("train_seconds"), "source": e.get("source")})
     df = pd.DataFrame(rows)
     first = ["name", "dataset", "task", "strategy", "accuracy", "macro_f1", "iou", "dice"]
     df = df[[c for c in first if c in df.columns] + [c for c in df.columns if c not in first]]
@@ -52,5 +58,8 @@ if entries:
 else:
     ui.no_checkpoint_message()
 
+st.caption("'attention on the named object': how often the head noun's attention peaks on the object the sentence "
+           "names, on the checkpoint's test split (measured by `mmlab faithfulness`; chance beside it). A map that "
+           "rarely does is shown with that figure, never as 'where the model looks'.")
 st.caption("State lives in the URL: copy the address bar to share exactly what you see. "
            "Every figure downloads as PNG (camera icon) or HTML, every table as CSV.")

@@ -1,46 +1,55 @@
-"""Playground: one image + one sentence -> prediction, attention per word / head / layer, mask + IoU."""
-import numpy as np
+"""Playground: one picture + one sentence -> the answer (after saying whether the pair is of the model's kind),
+a map per word / head / layer with how far it can be trusted on this checkpoint, and the mask with its IoU."""
 import streamlit as st
 
 from mmlab import viz
-from mmlab.metrics import mask_dice, mask_iou
+from mmlab.evaluate import score_mask
 from pages import _ui as ui
 
 ALL_WORDS, MEAN = "all words", "mean"
 
-ui.page_header("Playground", "Pick a sample or upload an image, type a sentence, pick a checkpoint: see what the "
-               "model answers, where each word looks, and the mask it draws for the object the sentence names.")
+ui.page_header("Playground", "Pick a sample or upload a picture, type a sentence, pick a checkpoint: see what the "
+               "model answers, what its maps show (and how far they can be trusted), and the mask it draws for "
+               "the object the sentence names.")
 
-entry = ui.pick_checkpoint()
+source = ui.pick_source(st.sidebar)
+entry = ui.pick_checkpoint(prefer=ui.default_for(source))
 left, right = st.columns([1, 1.25], gap="large")
 with left:
-    sample = ui.pick_input(entry)
+    sample = ui.pick_input(entry, source=source)
 if entry is None:
     st.stop()
 model = ui.load_model(entry)
 if model is None or sample is None:
     st.stop()
-pred = ui.predict_entry(entry, sample)
+with right:
+    pred = ui.predict_entry(entry, sample)
 if pred is None:
     st.stop()
 
-# ---- the answer ---------------------------------------------------------------------------
+# ---- the answer: first whether the pair is of the model's kind, then what it says -------------------------
 with right:
-    if pred.label is not None:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Prediction", pred.label, help="the most probable class of the primary target")
-        c2.metric("Confidence", f"{pred.probs[pred.label]:.1%}")
-        if sample.label is not None:
-            c3.metric("Truth", sample.label, delta="right" if sample.label == pred.label else "wrong",
-                      delta_color="green" if sample.label == pred.label else "red", delta_arrow="off")
-        ui.show_figure(viz.probs_figure(pred.probs), "probabilities", key="probs")
-    for head, probs in (pred.extras or {}).items():
-        if isinstance(probs, dict):
-            best = max(probs, key=probs.get)
-            st.caption(f"head **{head}**: {best} ({probs[best]:.1%})")
+    trusted = ui.domain_notice(pred, entry)
+    answer = st.container() if trusted else st.expander("Show the answer anyway (not to be trusted)")
+    with answer:
+        if pred.label is not None:
+            c1, c2, c3 = st.columns(3)
+            c1.metric("Prediction", pred.label, help="the most probable class of the primary target")
+            c2.metric("Confidence", f"{pred.probs[pred.label]:.1%}",
+                      help="the model's own probability: on inputs unlike its training data it means nothing")
+            if sample.label is not None:
+                c3.metric("Truth", sample.label, delta="right" if sample.label == pred.label else "wrong",
+                          delta_color="green" if sample.label == pred.label else "red", delta_arrow="off")
+            ui.show_figure(viz.probs_figure(pred.probs), "probabilities", key="probs")
+        for head, probs in (pred.extras or {}).items():
+            if isinstance(probs, dict):
+                best = max(probs, key=probs.get)
+                st.caption(f"head {viz.md_escape(head)}: {viz.md_escape(best)} ({probs[best]:.1%})")
+        if isinstance((pred.extras or {}).get("concepts"), str):
+            st.caption(f"It can name: {viz.md_escape(pred.extras['concepts'])}")
 
-# ---- attention ----------------------------------------------------------------------------
-st.subheader("Where each word looks")
+# ---- the maps -----------------------------------------------------------------------------------------
+st.subheader("Attention maps: what each word attends to")
 tokens = pred.tokens
 token_options = [ALL_WORDS] + [f"#{i} {t}" for i, t in enumerate(tokens)]
 layers = list(pred.attention or {})
@@ -56,32 +65,37 @@ layer = None if layer_label in (None, MEAN) else layer_label
 head = None if head_label in (None, MEAN) else int(head_label)
 
 result = ui.explain_entry(entry, sample, "attention", token=token, layer=layer, head=head)
+if result is not None:
+    st.caption(ui.fidelity(entry, result.method_used) + " An attention map shows where a word's query matched the "
+               "picture's keys; it is not, by itself, an explanation of the answer (see Learn → Attention).")
 a1, a2, a3 = st.columns(3)
 with a1:
-    ui.show_picture(viz.resize(sample.image, ui.SHOW), "input", caption="input", key="input")
+    ui.show_picture(viz.shown(sample.image, ui.SHOW), "input", caption="input", key="input")
 if result is not None:
-    what = ALL_WORDS if token is None else f"'{tokens[token]}'"
     if result.method_used != "attention":
         st.info(result.note or f"{entry.get('strategy')} has no cross-attention: showing {result.method_used}.")
     with a2:
         heat = viz.overlay(sample.image, result.map, alpha=alpha, size=ui.SHOW)
-        caption = f"{result.method_used}: {what}, layer {layer_label}, head {head_label}"
-        ui.show_picture(heat, "attention", caption=caption, key="attention")
+        word = None if token is None else tokens[token]
+        caption = f"{ui.map_caption(result, word)}, layer {layer_label}, head {head_label}"
+        ui.show_picture(heat, "map", caption=caption, key="attention")
 
-# ---- the mask -----------------------------------------------------------------------------
+# ---- the mask -------------------------------------------------------------------------------------------
 with a3:
     if pred.mask is None:
         st.caption("This checkpoint predicts no mask (a classification model).")
     else:
-        truth = None
-        if sample.truth is not None:
-            truth = viz.resize_map(sample.truth.astype(np.float32), pred.mask.shape, smooth=False) > 0.5
+        truth = sample.truth
         picture = viz.mask_overlay(sample.image, pred.mask, truth=truth, size=ui.SHOW)
-        ui.show_picture(picture, "mask", caption="predicted mask (blue), truth outline (green)", key="mask")
+        ui.show_picture(picture, "mask", caption="predicted mask (blue)" + (", truth outline (green)" if truth is not
+                                                                             None else ""), key="mask")
         if truth is not None:
-            binary = pred.mask >= 0.5
+            scores = score_mask(pred.mask, truth)
             m1, m2 = st.columns(2)
-            m1.metric("IoU", f"{float(mask_iou(binary, truth)[0]):.3f}")
-            m2.metric("Dice", f"{float(mask_dice(binary, truth)[0]):.3f}")
+            m1.metric("IoU", f"{scores['iou']:.3f}")
+            m2.metric("Dice", f"{scores['dice']:.3f}")
         else:
-            st.caption("No ground-truth mask for your own image, so no IoU.")
+            st.caption("No ground-truth mask for your own picture, so no IoU.")
+if pred.domain is not None and any(pred.domain.unknown_tokens):
+    st.caption("Words it never saw: " + ", ".join(viz.md_escape(t) for t, u in zip(tokens, pred.domain.unknown_tokens)
+                                                   if u))

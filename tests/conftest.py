@@ -10,6 +10,14 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_to_home(tmp_path_factory):
+    """Models and datasets a test makes go to its own folders, never the user's home."""
+    base = tmp_path_factory.mktemp("home")
+    for var, sub in (("MMLAB_USER_CHECKPOINTS", "models"), ("MMLAB_USER_DATA", "data")):
+        os.environ.setdefault(var, str(base / sub))
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes():
     """(train, test) of the shapes set, small enough to train on in seconds."""

@@ -111,3 +111,16 @@ def clean_text_with_notice(text: object, *, max_chars: int = MAX_CHARS, max_toke
             notes.append(f"the model reads only the first {max_tokens} tokens of the text "
                          f"(it has {n}); the rest is ignored")
     return out, "; ".join(notes) or None
+
+
+def corrupt_words(text: str, share: float, *, seed: int = 0, unknown: str = "<unk>") -> str:
+    """The sentence with a ``share`` of its words (at least one kept) replaced by ``unknown``, the same words
+    for the same seed: the Modality lab's "words removed" control."""
+    if not 0.0 <= float(share) <= 1.0:
+        raise InputError(f"share must be in [0, 1], got {share!r}")
+    import numpy as np
+
+    words = clean_text(text).split()
+    keep = max(1, round(len(words) * (1 - float(share))))
+    removed = set(np.random.default_rng(seed).permutation(len(words))[: len(words) - keep].tolist())
+    return " ".join(unknown if i in removed else w for i, w in enumerate(words))

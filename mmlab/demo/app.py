@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mmlab.demo import handlers  # noqa: E402
-from mmlab.demo.overlay import WHOLE_SENTENCE  # noqa: E402
+from mmlab.demo.handlers import WHOLE_SENTENCE  # noqa: E402
 
 MAX_UPLOAD = "20mb"  # uploads above this are refused by the server before they reach a handler
 QUEUE_SIZE = 64  # requests waiting beyond this are told the demo is busy
@@ -128,12 +128,13 @@ def build_demo(checkpoints_root: str | os.PathLike | None = None, *,
                 button = gr.Button("Answer", variant="primary", size="lg")
                 picked = gr.Examples(examples, inputs=[image, text], examples_per_page=10, cache_examples=False,
                                      api_visibility="private",
-                                     label="Examples: generated shapes scenes, then sample photos "
-                                           "(out of distribution)")
+                                     label="Examples: photos (for the photo model), then generated shapes scenes "
+                                           "(for the shapes models)")
             with gr.Column(scale=6):
                 label = gr.Label(label="Answer", num_top_classes=5, elem_id="answer")
                 with gr.Row():
-                    attention = gr.Image(label="Where the sentence looks (last-layer attention)", format="png",
+                    attention = gr.Image(label="Its map (mean of layers and heads; how far it can be trusted: below)",
+                                         format="png",
                                          height=340, interactive=False, buttons=["download", "fullscreen"])
                     mask = gr.Image(label="Predicted mask", format="png", height=340, interactive=False,
                                     buttons=["download", "fullscreen"])

@@ -22,12 +22,13 @@ import mmlab  # noqa: E402
 from mmlab import zoo  # noqa: E402
 from mmlab.data.images import ImageLike, load_image  # noqa: E402
 from mmlab.data.text import clean_text  # noqa: E402
-from mmlab.demo.overlay import WHOLE_SENTENCE, attention_map, heat_overlay, mask_overlay  # noqa: E402
+from mmlab import viz  # noqa: E402
 from mmlab.errors import InputError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 DISPLAY_SIDE = 384  # longer side of the pictures the demo shows, in pixels
+WHOLE_SENTENCE = "(whole sentence)"
 TRAIN_HINT = "mmlab train --task mask --fusion cross_attention --out {root}/shapes-mask-cross_attention --manifest"
 
 # sample photos bundled with scikit-image (no download) and a sentence for each
@@ -47,13 +48,22 @@ def checkpoint_names(root: str | os.PathLike | None = None) -> list[str]:
     return [e["name"] for e in zoo.list_checkpoints(root)]
 
 
+def headline(entry: dict) -> str:
+    """The one figure a checkpoint is known by: its mask IoU, else its accuracy (never a count)."""
+    metrics = entry.get("metrics") or {}
+    for key in ("iou", "accuracy", "pointing"):
+        if isinstance(metrics.get(key), float):
+            return f"{key} {metrics[key]:.2f}"
+    return ""
+
+
 def checkpoint_choices(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """(shown label, name) per checkpoint: "name · strategy · task · metric value ..."."""
+    """(shown label, name) per checkpoint, the real-photo model first (the default):
+    "name · strategy · task · iou 0.96"."""
+    entries = sorted(zoo.list_checkpoints(root), key=lambda e: not e["name"].startswith("photo-"))
     out = []
-    for e in zoo.list_checkpoints(root):
-        metrics = [f"{k} {v:.2f}" for k, v in (e.get("metrics") or {}).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)][:2]
-        parts = [e["name"], e.get("strategy"), e.get("task"), *metrics]
+    for e in entries:
+        parts = [e["name"], e.get("strategy"), e.get("task"), headline(e)]
         out.append((" · ".join(str(p) for p in parts if p), e["name"]))
     return out
 
@@ -145,68 +155,75 @@ def image_source(value, allowed=None) -> ImageLike:
     return value
 
 
-def display_image(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
-    """The picture the overlays are drawn on: (H, W, 3) uint8 with the longer side ``side``
-    (small pictures are enlarged with nearest pixels so they stay crisp on a projector)."""
-    w, h = img.size
-    scale = side / max(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resample = Image.NEAREST if scale >= 2 else Image.BILINEAR
-    return np.asarray(img.convert("RGB").resize(size, resample), dtype=np.uint8)
-
-
 def _unique(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
 # ---- handlers ---------------------------------------------------------------------------
 def _answer(image, text, checkpoint, token, root, allowed):
+    from mmlab.explain import explain, word_index
+    from mmlab.faithfulness import fidelity_line
+
     model = load(checkpoint, root)
     text = clean_text(text)
     picture = load_image(image_source(image, allowed))
+    rgb = np.asarray(picture, dtype=np.uint8)
     pred = model.predict(picture, text)
-    shown = display_image(picture)  # (H, W, 3)
+    word = None if token in (None, "", WHOLE_SENTENCE) else token
     notes: list[str] = []
+    check = pred.domain
+    trusted = check is None or check.in_distribution
+    if not trusted:  # said before anything else, and no confident answer in its place
+        notes.append(("**Not this model's kind of picture.** " if check.image_ok is False else "**Unknown words.** ")
+                     + viz.md_escape(check.reason[0].upper() + check.reason[1:]) + ".")
     notice = model.text_notice(text)
     if notice:
         notes.append(notice[0].upper() + notice[1:] + ".")
-    att_img = att_map = mask_img = None
-    if pred.attention:
-        att_map = attention_map(pred.attention, pred.tokens, token)  # (h, w) in [0, 1]
-        att_img = heat_overlay(shown, att_map)
-    else:
-        notes.append(f"`{model.cfg.fusion}` fusion has no text-to-image attention to show.")
-    if pred.mask is not None:
-        mask_img = mask_overlay(shown, pred.mask)
-    else:
+    # the same map the app shows: mean over layers and heads (Grad-CAM where there is no attention)
+    result = explain(model, picture, text, "attention", token=word_index(pred.tokens, word))
+    att_img = viz.overlay(rgb, result.map, size=DISPLAY_SIDE)
+    kind = {"attention": "attention (mean of layers and heads)", "gradcam": "Grad-CAM"}.get(result.method_used,
+                                                                                            result.method_used)
+    fidelity = fidelity_line(model.meta, result.method_used)
+    notes.append(f"The map is {kind} of {('the word ' + repr(word)) if word else 'the whole sentence'}: "
+                 + (fidelity + "." if fidelity else "how often it lies on the named thing is not measured here."))
+    mask_img = viz.mask_overlay(rgb, pred.mask, size=DISPLAY_SIDE) if pred.mask is not None else None
+    if pred.mask is None:
         notes.append("This checkpoint predicts no mask.")
     if pred.label is None:
         notes.append("This checkpoint predicts no class.")
+    x, y = result.view.peak(result.map)
     details = {
         "checkpoint": checkpoint,
         "strategy": model.cfg.fusion,
+        "in_distribution": None if check is None else check.in_distribution,
+        "reason": None if check is None else check.reason,
+        "unknown_words": [] if check is None else check.unknown_words,
         "label": pred.label,
         "probabilities": {c: round(p, 4) for c, p in pred.probs.items()},
         "tokens": list(pred.tokens),
-        "token": token or WHOLE_SENTENCE,
-        "attention": None if att_map is None else np.round(att_map, 4).tolist(),  # (h, w)
+        "token": word or WHOLE_SENTENCE,
+        "method": result.method_used,
+        "peak": [x, y],  # in the picture's own pixels
+        "attention": np.round(result.map, 4).tolist(),  # (h, w) over the model's square input
         "mask": None if pred.mask is None else np.round(pred.mask, 3).tolist(),  # (S, S)
         "notes": notes,
     }
-    summary = f"**Tokens:** {' · '.join(pred.tokens) or '(none)'}  \n**Strategy:** `{model.cfg.fusion}`"
-    if notes:
-        summary += "  \n" + "  \n".join(notes)
-    return dict(pred.probs), att_img, mask_img, details, summary
+    summary = "  \n".join(notes + [f"**Tokens:** {viz.md_escape(' · '.join(pred.tokens) or '(none)')}  \n"
+                                    f"**Strategy:** `{model.cfg.fusion}`"])
+    return (dict(pred.probs) if trusted else {}), att_img, mask_img, details, summary
 
 
 def predict(image, text: str, checkpoint: str | None, token: str | None = WHOLE_SENTENCE, *,
             root: str | os.PathLike | None = None, allowed=None):
     """Answer one (image, sentence) pair with one zoo checkpoint.
 
-    Returns (probabilities {class: p}, attention overlay (H, W, 3) uint8 or None, mask
-    overlay (H, W, 3) uint8 or None, details (JSON-able: label, probabilities, tokens,
-    attention (h, w) list, mask (S, S) list, notes), a Markdown summary). H, W: the picture
-    scaled to a longer side of ``DISPLAY_SIDE``. Raises ``gr.Error`` with a one-line message.
+    Returns (probabilities {class: p}, or {} when the pair is not of the model's kind: no confident
+    answer then; the map overlay (H, W, 3) uint8; the mask overlay or None; details (JSON-able:
+    in_distribution and reason, label, probabilities, tokens, the map (h, w) and its peak in the
+    picture's pixels, mask (S, S), notes); a Markdown summary whose first line is the domain notice).
+    H, W: the picture with its shape kept, longer side ``DISPLAY_SIDE``. Raises ``gr.Error`` with a
+    one-line message.
     ``allowed``: the folders whose files may be opened by path (``image_source``).
     """
     try:
@@ -232,24 +249,19 @@ def token_choices(text: str, checkpoint: str | None, *, root: str | os.PathLike 
 
 
 def prepare_examples(directory: str | os.PathLike, *, n_shapes: int = 6) -> list[list[str]]:
-    """Write the example pictures to ``directory`` (no network): ``n_shapes`` scenes of the
-    shapes test split with their own sentences, then scikit-image's bundled photos.
-    Returns rows [image path, sentence]."""
+    """Write the example pictures to ``directory`` (no network): scikit-image's bundled photos with a
+    sentence naming one thing in each (for the photo model, the demo's default), then ``n_shapes`` scenes
+    of the shapes test split with their own sentences (for the shapes models). Returns rows [path, sentence]."""
     from mmlab.data import load_dataset
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    data = load_dataset("shapes", "test", n=n_shapes)
-    for i in range(len(data)):
-        path = out / f"shapes_{i}.png"
-        Image.fromarray(data.images[i].transpose(1, 2, 0)).save(path)  # (3, S, S) -> (S, S, 3)
-        rows.append([str(path), data.texts[i]])
     try:
         import skimage.data
     except ImportError:  # the photos are a bonus; the shapes are enough
-        return rows
-    for name, sentence in PHOTOS:
+        skimage = None
+    for name, sentence in PHOTOS if skimage is not None else ():
         try:
             picture = getattr(skimage.data, name)()
         except Exception:  # noqa: BLE001 - a photo the installed version lacks (or would download)
@@ -257,4 +269,9 @@ def prepare_examples(directory: str | os.PathLike, *, n_shapes: int = 6) -> list
         path = out / f"{name}.png"
         Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(path)
         rows.append([str(path), sentence])
+    data = load_dataset("shapes", "test", n=n_shapes)
+    for i in range(len(data)):
+        path = out / f"shapes_{i}.png"
+        Image.fromarray(data.images[i].transpose(1, 2, 0)).save(path)  # (3, S, S) -> (S, S, 3)
+        rows.append([str(path), data.texts[i]])
     return rows

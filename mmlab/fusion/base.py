@@ -38,6 +38,24 @@ def without_maps():
         _state.maps = before
 
 
+def attention_override():
+    """The function that replaces every attention map on this thread (``overriding_attention``), or None."""
+    return getattr(_state, "override", None)
+
+
+@contextlib.contextmanager
+def overriding_attention(fn):
+    """Inside (on this thread), every attention block passes its softmax map through ``fn`` before using it:
+    an intervention that asks whether a decision depends on where the attention looked (give each scene
+    another scene's maps, or uniform maps, and watch the answer)."""
+    before = attention_override()
+    _state.override = fn
+    try:
+        yield
+    finally:
+        _state.override = before
+
+
 class Fusion(nn.Module):
     """Base class: ``forward({"image": EncoderOutput, "text": EncoderOutput}) -> FusionOutput``.
 

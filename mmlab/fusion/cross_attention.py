@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlab.fusion.base import Fusion, masked_mean
+from mmlab.fusion.base import Fusion, attention_override, masked_mean
 from mmlab.types import EncoderOutput, FusionOutput
 
 
@@ -35,6 +35,9 @@ class CrossAttentionBlock(nn.Module):
         if kv_mask is not None:
             scores = scores.masked_fill(~kv_mask[:, None, None, :], torch.finfo(scores.dtype).min)
         attn = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+        override = attention_override()
+        if override is not None:  # an intervention (faithfulness): another map in its place
+            attn = override(attn)
         out = (self.drop(attn) @ v).transpose(1, 2).reshape(B, Tq, D)  # (B, Tq, D)
         x = q_tokens + self.to_out(out)
         x = x + self.ff(x)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.errors import InputError
-from mmlab.fusion.base import Fusion, maps_wanted
+from mmlab.fusion.base import Fusion, attention_override, maps_wanted
 from mmlab.types import EncoderOutput, FusionOutput
 
 
@@ -30,7 +30,8 @@ class SelfAttentionBlock(nn.Module):
         B, N, D = x.shape
         H = self.heads
         q, k, v = self.to_qkv(self.norm(x)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # 3 x (B, H, N, hs)
-        if not maps and not self.training:
+        override = attention_override()
+        if not maps and not self.training and override is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(B, H, 1, N).to(q.dtype))  # (B, H, N, hs)
             x = x + self.to_out(out.transpose(1, 2).reshape(B, N, D))
             return x + self.ff(x), None
@@ -38,6 +39,8 @@ class SelfAttentionBlock(nn.Module):
                                (q * (D // H) ** -0.5).reshape(B * H, N, D // H),
                                k.reshape(B * H, N, D // H).transpose(1, 2))  # (B*H, N, N)
         attn = scores.softmax(dim=-1).view(B, H, N, N)  # (B, H, N, N)
+        if override is not None:  # an intervention (faithfulness): another map in its place
+            attn = override(attn)
         out = (self.drop(attn) @ v).transpose(1, 2).reshape(B, N, D)  # (B, N, D)
         x = x + self.to_out(out)
         return x + self.ff(x), attn

@@ -26,6 +26,7 @@ def app_env(tiny_zoo, tmp_path, monkeypatch):
     """Point the app at the tiny zoo and at an empty folder for models trained in the app."""
     monkeypatch.setenv("MMLAB_CHECKPOINTS", str(tiny_zoo))
     monkeypatch.setenv("MMLAB_USER_CHECKPOINTS", str(tmp_path / "user-checkpoints"))
+    monkeypatch.setenv("MMLAB_USER_DATA", str(tmp_path / "user-data"))
     monkeypatch.setenv("MMLAB_CACHE", str(tmp_path / "cache"))
     return tiny_zoo
 

@@ -9,23 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_experiment(fusion: str, drop_text: float = 0.0):
+def tiny_experiment(fusion: str, drop_text: float = 0.0, dataset: str = "shapes"):
     from mmlab.config import ModelConfig, TrainConfig
     from mmlab.experiment import Experiment
 
-    return Experiment(dataset="shapes", task="mask", data_options={"n": 128},
+    return Experiment(dataset=dataset, task="mask" if dataset == "shapes" else "classify", data_options={"n": 128},
                       model=ModelConfig(fusion=fusion, dim=32, image_size=None),
                       train=TrainConfig(epochs=1, batch_size=32, drop_text=drop_text, threads=1))
 
 
 def build_tiny_zoo(root: Path) -> Path:
-    """Train and save cross_attention, concat and a text-dropout cross_attention mask model into ``root``
-    with a manifest. Reused when it is already there."""
+    """Train and save cross_attention, concat and a text-dropout cross_attention mask model, and a concat
+    digits classifier, into ``root`` with a manifest. Reused when it is already there."""
     if (root / "manifest.json").is_file():
         return root
+    from mmlab import artifacts
     from mmlab.experiment import run
 
     for name, fusion, drop_text in [("tiny-cross", "cross_attention", 0.0), ("tiny-concat", "concat", 0.0),
                                     ("tiny-cross-droptext", "cross_attention", 0.3)]:
         run(tiny_experiment(fusion, drop_text), root / name, manifest=True)
+    run(tiny_experiment("concat", dataset="digits"), root / "tiny-digits", manifest=True)  # other data
+    # tiny-cross opens on stored results (PCA only, a small scorecard); the others are measured live
+    artifacts.build(root / "tiny-cross", methods=("pca",),
+                    scorecard_options={"n": 48, "curves_n": 12, "randomization": False})
     return root

@@ -8,28 +8,16 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def zoo_root(tmp_path_factory):
-    """A checkpoints folder with manifest.json and one entry, "tiny" (dim 32, shapes, mask)."""
-    import torch
-
-    from mmlab import checkpoint, zoo
+    """A checkpoints folder with manifest.json and one entry, "tiny" (a cross-attention mask model, dim 32, one
+    epoch on 128 shapes scenes), made by ``mmlab.experiment.run`` as the zoo is (so it knows its domain)."""
     from mmlab.config import ModelConfig, TrainConfig
-    from mmlab.data import load_dataset
-    from mmlab.data.tokenizer import WordTokenizer
-    from mmlab.model import build_model
-    from mmlab.train import fit
+    from mmlab.experiment import Experiment, run
 
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("zoo")
-    train = load_dataset("shapes", "train", n=128)
-    model = build_model(ModelConfig(fusion="cross_attention", targets={"label": 4}, mask=True, dim=32),
-                  classes={"label": train.classes["label"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
-    fit(model, train, TrainConfig(epochs=1, batch_size=32), progress=False)
-    checkpoint.save(model, root / "tiny", meta={"name": "tiny", "dataset": "shapes"})
-    zoo.update_manifest({
-        "name": "tiny", "path": "tiny", "dataset": "shapes", "task": "mask", "strategy": "cross_attention",
-        "encoders": {"image": "cnn", "text": "bigru"}, "metrics": {}, "train_seconds": 0,
-        "parameters": model.num_parameters(), "command": "",
-    }, root)
+    exp = Experiment(dataset="shapes", task="mask", data_options={"n": 128},
+                     model=ModelConfig(fusion="cross_attention", dim=32, image_size=None),
+                     train=TrainConfig(epochs=1, batch_size=32, threads=1))
+    run(exp, root / "tiny", manifest=True)
     return root
 
 
@@ -42,7 +30,13 @@ def classes():
 
 @pytest.fixture(scope="session")
 def examples(tmp_path_factory):
-    """[image path, sentence] rows written by the demo's own example builder."""
+    """[image path, sentence] rows written by the demo's own example builder: photos, then shapes scenes."""
     from mmlab.demo.handlers import prepare_examples
 
     return prepare_examples(tmp_path_factory.mktemp("examples"))
+
+
+@pytest.fixture(scope="session")
+def scenes(examples):
+    """The shapes scenes among the examples (the tiny model's own kind of picture)."""
+    return [row for row in examples if row[0].rsplit("/", 1)[-1].startswith("shapes_")]

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from mmlab.demo import handlers
-from mmlab.demo.handlers import DISPLAY_SIDE, REFUSED_PATH, token_choices
-from mmlab.demo.overlay import WHOLE_SENTENCE
+from mmlab.demo.handlers import DISPLAY_SIDE, REFUSED_PATH, WHOLE_SENTENCE, token_choices
 
 _ALLOWED: list = []
 
@@ -30,6 +29,7 @@ def predict(image, *args, **kw):
 
 def _check_answer(out, classes, shown_hw):
     probs, att_img, mask_img, details, summary = out
+    assert details["in_distribution"] is True
     assert set(probs) == set(classes) and abs(sum(probs.values()) - 1) < 1e-4
     assert details["label"] in classes and details["label"] == max(probs, key=probs.get)
     assert att_img.shape == mask_img.shape == (*shown_hw, 3) and att_img.dtype == np.uint8
@@ -38,34 +38,46 @@ def _check_answer(out, classes, shown_hw):
     assert 0.0 <= np.min(details["mask"]) and np.max(details["mask"]) <= 1.0
     assert 0.0 <= np.min(details["attention"]) and np.max(details["attention"]) <= 1.0
     json.dumps(details)  # the API returns it as JSON
-    assert "Tokens" in summary
+    assert "Tokens" in summary and "mean of layers and heads" in summary
+    assert len(details["peak"]) == 2
 
 
-def test_predict_on_an_example(zoo_root, classes, examples):
-    path, sentence = examples[0]
+def test_predict_on_an_example(zoo_root, classes, examples, scenes):
+    path, sentence = scenes[0]
     out = predict(path, sentence, "tiny", WHOLE_SENTENCE, root=zoo_root)
     _check_answer(out, classes, (DISPLAY_SIDE, DISPLAY_SIDE))
     assert out[3]["tokens"] == sentence.split()
 
 
-def test_predict_accepts_every_widget_payload(zoo_root, classes, examples):
-    path, sentence = examples[1]
+def test_predict_accepts_every_widget_payload(zoo_root, classes, examples, scenes):
+    path, sentence = scenes[1]
     picture = Image.open(path)
     for value in ({"path": path, "meta": {"_type": "gradio.FileData"}}, picture, np.asarray(picture),
                   open(path, "rb").read()):
         _check_answer(predict(value, sentence, "tiny", None, root=zoo_root), classes, (DISPLAY_SIDE, DISPLAY_SIDE))
 
 
-def test_predict_keeps_the_aspect_of_a_photo(zoo_root, classes, examples):
+def test_a_photo_on_a_shapes_model_is_named_as_such_and_keeps_its_shape(zoo_root, examples):
+    """A photo on a model trained on generated shapes: the first thing said is that it is not its kind of
+    picture, and no confident answer stands in its place; the map is drawn on the photo's own shape."""
     coffee = next(p for p, _ in examples if p.endswith("coffee.png"))  # 600 x 400
-    out = predict(coffee, "the cup of coffee", "tiny", "cup", root=zoo_root)
-    _check_answer(out, classes, (256, 384))
-    assert out[3]["token"] == "cup"
+    probs, att_img, mask_img, details, summary = predict(coffee, "the cup of coffee", "tiny", "cup", root=zoo_root)
+    assert details["in_distribution"] is False and "unlike" in details["reason"]
+    assert probs == {} and summary.startswith("**Not this model's kind of picture.**")
+    assert att_img.shape == mask_img.shape == (256, 384, 3)  # 600 x 400 kept, longer side 384
+    assert details["token"] == "cup" and set(details["unknown_words"]) >= {"cup", "coffee"}
+    x, y = details["peak"]
+    assert 0 <= x < 600 and 0 <= y < 400  # in the photo's own pixels
 
 
-def test_chosen_token_must_be_in_the_sentence(zoo_root, examples):
-    path, _ = examples[0]
-    with pytest.raises(gr.Error, match="not in the sentence"):
+def test_checkpoint_labels_show_the_headline_metric_not_a_count(zoo_root):
+    (label, name), = handlers.checkpoint_choices(zoo_root)
+    assert name == "tiny" and " · iou " in label and "n 1" not in label and " n " not in label
+
+
+def test_chosen_token_must_be_in_the_sentence(zoo_root, examples, scenes):
+    path, _ = scenes[0]
+    with pytest.raises(gr.Error, match="not among the sentence"):
         predict(path, "the red circle", "tiny", "banana", root=zoo_root)
 
 
@@ -91,24 +103,24 @@ def _png_bytes():
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t ", None])
-def test_empty_sentence_is_refused(zoo_root, examples, text):
+def test_empty_sentence_is_refused(zoo_root, examples, scenes, text):
     with pytest.raises(gr.Error, match="text is empty"):
-        predict(examples[0][0], text, "tiny", None, root=zoo_root)
+        predict(scenes[0][0], text, "tiny", None, root=zoo_root)
 
 
-def test_unknown_checkpoint_names_the_choices(zoo_root, examples, tmp_path):
+def test_unknown_checkpoint_names_the_choices(zoo_root, examples, scenes, tmp_path):
     with pytest.raises(gr.Error, match="tiny"):
-        predict(examples[0][0], "the red circle", "nope", None, root=zoo_root)
+        predict(scenes[0][0], "the red circle", "nope", None, root=zoo_root)
     with pytest.raises(gr.Error, match="no checkpoint named"):  # a folder path is not a zoo name
-        predict(examples[0][0], "the red circle", str(zoo_root / "tiny"), None, root=zoo_root)
+        predict(scenes[0][0], "the red circle", str(zoo_root / "tiny"), None, root=zoo_root)
 
 
-def test_empty_zoo_gives_a_clear_message(tmp_path, examples):
+def test_empty_zoo_gives_a_clear_message(tmp_path, examples, scenes):
     assert handlers.checkpoint_names(tmp_path) == []
     message = handlers.no_checkpoint_message(tmp_path)
     assert "No trained checkpoint" in message and "mmlab train" in message
     with pytest.raises(gr.Error, match="No trained checkpoint"):
-        predict(examples[0][0], "the red circle", None, None, root=tmp_path)
+        predict(scenes[0][0], "the red circle", None, None, root=tmp_path)
     assert token_choices("the red circle", None, root=tmp_path) == [WHOLE_SENTENCE]
 
 
@@ -162,8 +174,9 @@ def test_every_ui_event_runs_through_gradio(zoo_root, classes):
     def value(update):
         return update.get("value", update) if isinstance(update, dict) and "__type__" in update else update
 
-    image, text = (value(v) for v in asyncio.run(run("load_example", [0])))
-    assert text and image["path"].endswith(".png")
+    first_scene = 4  # after the four photos
+    image, text = (value(v) for v in asyncio.run(run("load_example", [first_scene])))
+    assert text and image["path"].endswith("shapes_0.png")
     label, attention, mask, details, _ = asyncio.run(run("answer_sentence", [image, text, "tiny"]))
     details = details.model_dump()  # gr.JSON's payload model -> dict
     assert label["label"] in classes and Image.open(attention["path"]).size == (DISPLAY_SIDE, DISPLAY_SIDE)
@@ -175,11 +188,11 @@ def test_every_ui_event_runs_through_gradio(zoo_root, classes):
     assert checkpoint["choices"][0][0].startswith("tiny · cross_attention · mask")
 
 
-def test_paths_outside_the_upload_folders_are_refused_alike(zoo_root, examples, tmp_path, monkeypatch):
+def test_paths_outside_the_upload_folders_are_refused_alike(zoo_root, examples, scenes, tmp_path, monkeypatch):
     """A path the caller names is opened only inside the allowed folders; every other path, existing or
     not, a file or a folder, relative or through a symbolic link, gets the same one message."""
     outside = tmp_path / "private.png"
-    Image.open(examples[0][0]).save(outside)
+    Image.open(scenes[0][0]).save(outside)
     (tmp_path / "allowed").mkdir()
     (tmp_path / "allowed" / "link.png").symlink_to(outside)
     monkeypatch.chdir(tmp_path)
@@ -194,17 +207,17 @@ def test_paths_outside_the_upload_folders_are_refused_alike(zoo_root, examples, 
         handlers.predict({"url": "http://10.255.255.1/x.png"}, "the red circle", "tiny", None, root=zoo_root)
     assert err.value.message == REFUSED_PATH
     inside = tmp_path / "allowed" / "mine.png"
-    Image.open(examples[0][0]).save(inside)  # an uploaded file is answered
+    Image.open(scenes[0][0]).save(inside)  # an uploaded file is answered
     assert handlers.predict({"path": str(inside)}, "the red circle", "tiny", None, root=zoo_root,
                             allowed=(tmp_path / "allowed",))[3]["label"]
 
 
-def test_default_folder_is_gradios_upload_folder(examples):
+def test_default_folder_is_gradios_upload_folder(examples, scenes):
     from gradio.utils import get_upload_folder
 
     assert handlers.upload_folders() == (__import__("pathlib").Path(get_upload_folder()),)
     with pytest.raises(Exception, match="must be uploaded"):
-        handlers.image_source(examples[0][0])  # pytest's temporary folder is not an upload folder
+        handlers.image_source(scenes[0][0])  # pytest's temporary folder is not an upload folder
 
 
 def test_data_url_is_held_to_the_upload_limit():

@@ -84,9 +84,9 @@ def test_served_offline_with_one_named_endpoint(served):
     assert outbound == []
 
 
-def test_predict_endpoint(served, classes, examples):
+def test_predict_endpoint(served, classes, examples, scenes):
     _, client, outbound = served
-    path, sentence = examples[0]
+    path, sentence = scenes[0]
     details = _check(_ask(client, path, sentence), classes)
     assert details["tokens"] == sentence.split()
     coffee = next(p for p, _ in examples if p.endswith("coffee.png"))
@@ -95,9 +95,9 @@ def test_predict_endpoint(served, classes, examples):
     assert outbound == []
 
 
-def test_eight_concurrent_requests_equal_sequential(served, classes, examples):
+def test_eight_concurrent_requests_equal_sequential(served, classes, examples, scenes):
     _, client, _ = served
-    jobs = [(examples[i % len(examples)][0], f"{examples[i % len(examples)][1]} {'left' if i % 2 else 'below'}")
+    jobs = [(scenes[i % len(scenes)][0], f"{scenes[i % len(scenes)][1]} {'left' if i % 2 else 'below'}")
             for i in range(8)]
     sequential = [_check(_ask(client, p, t), classes) for p, t in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -109,7 +109,7 @@ def test_eight_concurrent_requests_equal_sequential(served, classes, examples):
         np.testing.assert_allclose(con["attention"], seq["attention"], atol=2e-4)
 
 
-def test_bad_uploads_are_errors_and_the_server_keeps_serving(served, classes, examples, tmp_path):
+def test_bad_uploads_are_errors_and_the_server_keeps_serving(served, classes, examples, scenes, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -120,24 +120,24 @@ def test_bad_uploads_are_errors_and_the_server_keeps_serving(served, classes, ex
         _ask(client, junk, "the red circle")
     assert "Traceback" not in str(err.value)
     with pytest.raises(AppError, match="text is empty"):
-        _ask(client, examples[0][0], "   ")
+        _ask(client, scenes[0][0], "   ")
     with pytest.raises(AppError, match="no checkpoint named"):
-        client.predict(handle_file(examples[0][0]), "the red circle", "../etc", None, api_name="/predict")
+        client.predict(handle_file(scenes[0][0]), "the red circle", "../etc", None, api_name="/predict")
     huge = tmp_path / "huge.png"
     with open(huge, "wb") as f:
         f.truncate(21 * 1024 * 1024)  # above the 20 MB upload limit
     with pytest.raises(ValueError, match="maximum file size"):
         _ask(client, huge, "the red circle")
-    _check(_ask(client, *examples[2]), classes)  # still serving
+    _check(_ask(client, *scenes[2]), classes)  # still serving
 
 
-def test_api_cannot_read_server_files(served, examples, tmp_path):
+def test_api_cannot_read_server_files(served, examples, scenes, tmp_path):
     """A raw API call naming a file on the server (not uploaded) is refused, even a real picture."""
     import httpx
 
     demo, client, _ = served
     picture = tmp_path / "private.png"
-    Image.open(examples[0][0]).save(picture)
+    Image.open(scenes[0][0]).save(picture)
     call = f"{demo.local_url}gradio_api/call/predict"
     for payload in ({"path": str(picture), "meta": {"_type": "gradio.FileData"}},
                     {"path": None, "url": "http://10.255.255.1/x.png", "meta": {"_type": "gradio.FileData"}}):
@@ -146,14 +146,14 @@ def test_api_cannot_read_server_files(served, examples, tmp_path):
         assert reply.startswith("event: error") and "confidences" not in reply
 
 
-def test_api_payload_without_upload_metadata_cannot_read_server_files(served, examples, tmp_path):
+def test_api_payload_without_upload_metadata_cannot_read_server_files(served, examples, scenes, tmp_path):
     """A payload with a bare path skips Gradio's own "was this uploaded?" check (the handler takes the
     raw payload): the handler refuses it, with one message whatever the file, so nothing leaks."""
     import httpx
 
     demo, _, _ = served
     picture = tmp_path / "private.png"
-    Image.open(examples[0][0]).save(picture)
+    Image.open(scenes[0][0]).save(picture)
     call = f"{demo.local_url}gradio_api/call/predict"
     replies = set()
     for path in (str(picture), "docs/screenshots/home.png", "/root/.ssh/id_rsa", "/root", "/etc/shadow",
