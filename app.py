@@ -4,7 +4,10 @@ Run it with ``mmlab app`` or ``streamlit run app.py``.
 """
 import streamlit as st
 
-st.set_page_config(page_title="mmlab · multimodal fusion lab", page_icon=":material/biotech:", layout="wide")
+from mmlab import warm
+
+st.set_page_config(page_title="mmlab · multimodal fusion lab", page_icon="🔬", layout="wide")
+warm.start()  # the first visitor's session starts loading the models in the background (once per server)
 
 PAGES = {
     "mmlab": [

@@ -144,7 +144,8 @@ def manifest_number(name: str, metric: str) -> str:
 with st.sidebar:
     from mmlab.zoo import recipes
 
-    data_name = st.selectbox("Data", list(FAMILIES), format_func=FAMILIES.get, key="ldata", bind="query-params")
+    data_name = st.selectbox("Data", list(FAMILIES), key="ldata", bind="query-params")
+    st.caption(FAMILIES[data_name])
     recipe = recipes()["shapes-mask" if data_name == "shapes" else data_name]
     source = ui.pick_source()
     pool = ui.checkpoints(of_this_data)

@@ -51,12 +51,19 @@ def classified(test_data):
     return ablate(train_small(load_dataset("shapes", "train", n=400), mask=False), test_data)
 
 
-def test_every_condition_with_both_metrics(result, test_data):
+def test_every_condition_with_both_metrics(result, trained, test_data):
     assert [row["condition"] for row in result["table"]] == CONDITIONS
     assert result["metric"] == "iou" and result["metrics"] == ["iou", "accuracy"]  # a mask model: judged by masks
     for row in result["table"]:
         assert row["n"] == len(test_data)
-        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["iou"] <= 1.0
+    # the drop conditions are exactly the model's own test metrics with that modality dropped
+    from mmlab.evaluate import evaluate
+
+    table = {row["condition"]: row for row in result["table"]}
+    for condition, drop in (("both", "none"), ("image only", "text"), ("text only", "image")):
+        expected = evaluate(trained, test_data, drop=drop)
+        assert table[condition]["iou"] == pytest.approx(expected["iou"], abs=1e-6)
+        assert table[condition]["accuracy"] == expected["accuracy"]
     assert result["seconds"] > 0 and result["encode_seconds"] <= result["seconds"]
     assert result["decider"]["prob"] is None  # its decider compares masks, not the class head
     json.dumps(to_json(result))  # the CLI's --json
@@ -165,3 +172,16 @@ def test_ablation_leaves_the_model_in_its_training_mode(trained, test_data):
     ablate(trained, test_data.subset(np.arange(20)), noise_levels=(), missing_rates=(0.0,))
     assert trained.training
     trained.eval()
+
+
+def test_summarize_re_reads_the_record_for_the_first_n_pairs(result, trained, test_data):
+    """The per-sample record the zoo ships: the drop conditions, curves and decider counts for the first n pairs
+    are exactly what an ablation of those n pairs gives."""
+    from mmlab.ablation import summarize
+
+    first = summarize(result["samples"], 80)
+    live = ablate(trained, test_data.subset(range(80)))
+    for a, b in zip(first["table"][:3], live["table"][:3]):
+        assert a["iou"] == pytest.approx(b["iou"], abs=1e-6) and a["accuracy"] == b["accuracy"]
+    assert first["curves"] == live["curves"]
+    assert first["decider"]["counts"] == live["decider"]["counts"]

@@ -13,7 +13,10 @@ def tiny_experiment(fusion: str, drop_text: float = 0.0, dataset: str = "shapes"
     from mmlab.config import ModelConfig, TrainConfig
     from mmlab.experiment import Experiment
 
-    return Experiment(dataset=dataset, task="mask" if dataset == "shapes" else "classify", data_options={"n": 128},
+    from mmlab.zoo import recipes
+
+    options = {"n": 128} if dataset == "shapes" else {**recipes()[dataset].data_options, "n": 128}
+    return Experiment(dataset=dataset, task="mask" if dataset == "shapes" else "classify", data_options=options,
                       model=ModelConfig(fusion=fusion, dim=32, image_size=None),
                       train=TrainConfig(epochs=1, batch_size=32, drop_text=drop_text, threads=1))
 

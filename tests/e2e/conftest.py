@@ -58,7 +58,8 @@ def server(tmp_path_factory, chromium_path):
     port = _free_port()
     logs = tmp_path_factory.mktemp("streamlit-server")
     env = {**os.environ, "MMLAB_CHECKPOINTS": str(zoo), "MMLAB_USER_CHECKPOINTS": str(logs / "user"),
-           "MMLAB_CACHE": str(logs / "cache"), "PYTHONUNBUFFERED": "1"}
+           "MMLAB_USER_DATA": str(logs / "data"), "MMLAB_CACHE": str(logs / "cache"), "PYTHONUNBUFFERED": "1",
+           "MMLAB_NO_WARM": "1"}  # the background warm-up (tested on its own) would only slow the suite here
     out = open(logs / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),

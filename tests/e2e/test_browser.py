@@ -67,9 +67,13 @@ def shoot(page, name: str) -> None:
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, server):
+    """A page in a fresh context; ``page.outside`` collects every request that leaves this machine."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     p = context.new_page()
+    p.outside = []
+    context.on("request", lambda r: p.outside.append(r.url)
+               if not r.url.startswith((server, "data:", "blob:")) else None)
     yield p
     context.close()
 
@@ -83,6 +87,7 @@ def test_every_page_renders_without_exception(server, page, path, title, element
     settle(page)
     shoot(page, name)
     assert_no_exception(page, name)
+    assert page.outside == [], f"{name} asked for something off this machine: {page.outside[:3]}"
 
 
 def _png(image: np.ndarray) -> bytes:

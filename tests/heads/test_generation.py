@@ -43,7 +43,11 @@ def test_generation_learns_captions_and_images():
     assert after["bleu"] > before["bleu"] + 0.03, (before, after)
     assert after["ssim"] > before["ssim"] + 0.15, (before, after)
     p = model.eval().predict(test.images[0].transpose(1, 2, 0), test.texts[0])
-    assert isinstance(p.extras["caption"], str) and p.extras["caption"]
+    from mmlab.evaluate import predict_dataset
+
+    ids = predict_dataset(model, test.subset([0]))["generated"]["captions"][0]  # the batched path's caption
+    vocab = model.text_encoder.tokenizer.vocab
+    assert p.extras["caption"] == " ".join(vocab[i] for i in ids[: ids.index(0) if 0 in ids else len(ids)])
     assert p.extras["generated_image"].shape == (32, 32, 3)
 
 

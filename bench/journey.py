@@ -1,0 +1,158 @@
+"""The user journey: a fresh app server, every page opened in real Chromium, then each page's main interaction,
+each timed until the page has settled (the script finished and the status widget is gone).
+
+A fresh ``streamlit run app.py`` starts on a free localhost port over the shipped zoo; Debian's Chromium
+(``/usr/bin/chromium`` or ``$MMLAB_CHROMIUM``) driven by Playwright opens each page by its URL and waits
+for (1) the page's title (first paint) and (2) the end of the run. Then it does the page's main
+interaction (a new sentence, a toggle, a tab, the next page of a gallery) and times the rerun the same
+way. Targets (issue 18, a quiet 2-core machine): every first view <= 4 s from a fresh server, median <= 2 s;
+every main interaction <= 2 s. The load average is recorded beside the figures.
+
+    python bench/journey.py [--quick] [--timeout 120]
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+import _common as C
+from app_timing import CHROMIUM, CHROMIUM_ARGS, free_port
+
+NEW_SENTENCE = "the small red triangle left of the blue circle"
+
+
+def _fill(label: str, value: str):
+    def act(page):
+        box = page.get_by_label(label, exact=True).first
+        box.fill(value)
+        box.press("Enter")
+    return act
+
+
+def _click_label(label: str):
+    def act(page):
+        page.get_by_text(label, exact=True).first.click()
+    return act
+
+
+def _tab(name: str):
+    def act(page):
+        page.get_by_role("tab", name=name).first.click()
+    return act
+
+
+# (url path, title shown, main interaction or None, what the interaction is)
+PAGES = [
+    ("", "mmlab · a lab for multimodal fusion", None, "-"),
+    ("playground", "Playground", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
+    ("compare", "Compare strategies", _fill("Sentence", NEW_SENTENCE), "a new sentence through every checkpoint"),
+    ("attention", "Attention inspector", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
+    ("modality", "Modality lab", _click_label("Drop the text"), "drop the text"),
+    ("latent", "Latent space", _click_label("Project fused with image + text"), "fused projected with the rest"),
+    ("train", "Train", None, "-"),
+    ("learn", "Learn: how to fuse two modalities", _tab("Attention ≠ explanation"), "the attention lesson's tab"),
+    ("data", "Data", _fill("Page (1–84)", "2"), "the next page of the gallery"),
+]
+
+
+def settle(page, timeout: float, *, started: bool = False) -> None:
+    """Wait until the app's script has run to the end: the status widget ("Running…") gone for 0.3 s."""
+    deadline = time.perf_counter() + timeout
+    status = page.locator('[data-testid="stStatusWidget"]')
+    if not started:  # give the rerun a moment to begin before looking for its end
+        page.wait_for_timeout(100)
+    quiet_since = None
+    while time.perf_counter() < deadline:
+        running = status.count() > 0 and status.first.is_visible()
+        now = time.perf_counter()
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= 0.3:
+            return
+        page.wait_for_timeout(30)
+    raise TimeoutError(f"the page did not settle within {timeout:g} s")
+
+
+def journey(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(C.ROOT / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=C.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    rows, outside = [], []
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {proc.stderr.read()[-400:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        server_seconds = time.perf_counter() - t0
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
+        for path, title, act, what in PAGES[: 3 if args.quick else None]:
+            page = context.new_page()
+            t = time.perf_counter()
+            page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+            page.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=args.timeout * 1000)
+            painted = time.perf_counter() - t
+            settle(page, args.timeout)
+            row = {"page": path or "home", "first_paint_seconds": C.rounded(painted),
+                   "first_view_seconds": C.rounded(time.perf_counter() - t), "interaction": what}
+            errors = page.locator('[data-testid="stException"]').count()
+            if act is not None:
+                t = time.perf_counter()
+                act(page)
+                settle(page, args.timeout)
+                row["interaction_seconds"] = C.rounded(time.perf_counter() - t)
+                errors += page.locator('[data-testid="stException"]').count()
+            row["exceptions"] = errors
+            rows.append(row)
+            page.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        browser.close()
+        pw.stop()
+    views = [r["first_view_seconds"] for r in rows]
+    acts = [r["interaction_seconds"] for r in rows if "interaction_seconds" in r]
+    return {"server_start_seconds": C.rounded(server_seconds), "pages": rows,
+            "first_view_max": max(views), "first_view_median": C.rounded(statistics.median(views)),
+            "interaction_max": max(acts) if acts else None,
+            "targets": {"first_view_max": 4.0, "first_view_median": 2.0, "interaction_max": 2.0},
+            "meets_targets": max(views) <= 4.0 and statistics.median(views) <= 2.0 and (not acts or max(acts) <= 2.0),
+            "requests_off_this_machine": sorted(set(outside))}
+
+
+def main() -> None:
+    p = C.parser(__doc__.splitlines()[0])
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a page to settle")
+    args = p.parse_args()
+    device = C.setup(args)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    C.log("journey: fresh server, every page in Chromium")
+    result = C.run_guarded(lambda: journey(args))
+    C.emit("journey", args, device, {"what": __doc__.splitlines()[0], "zoo": C.zoo_root(),
+                                     "load_average_before": load, **result})
+
+
+if __name__ == "__main__":
+    main()

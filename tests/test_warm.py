@@ -1,0 +1,38 @@
+"""The background warm-up of a fresh app server: once per process, off the user's path, off when asked."""
+import time
+
+import pytest
+
+
+def test_warm_up_loads_the_named_checkpoints_once(tiny_zoo_dir, monkeypatch):
+    from mmlab import warm
+
+    monkeypatch.setenv("MMLAB_CHECKPOINTS", str(tiny_zoo_dir))
+    monkeypatch.setattr(warm, "_started", type(warm._started)())
+    warm.done.clear()
+    assert warm.start(("tiny",), umap=False) is True
+    assert warm.start(("tiny",), umap=False) is False  # once per process
+    deadline = time.monotonic() + 60
+    while "tiny" not in warm.done and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "imports" in warm.done and "tiny" in warm.done
+
+
+def test_warm_up_can_be_turned_off(monkeypatch):
+    from mmlab import warm
+
+    monkeypatch.setattr(warm, "_started", type(warm._started)())
+    monkeypatch.setenv("MMLAB_NO_WARM", "1")
+    assert warm.start() is False
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo_dir(tmp_path_factory):
+    from mmlab.config import ModelConfig, TrainConfig
+    from mmlab.experiment import Experiment, run
+
+    root = tmp_path_factory.mktemp("warm-zoo")
+    run(Experiment(dataset="shapes", task="mask", data_options={"n": 64},
+                   model=ModelConfig(fusion="concat", dim=16, image_size=None),
+                   train=TrainConfig(epochs=1, batch_size=32, threads=1)), root / "tiny", manifest=True)
+    return root
