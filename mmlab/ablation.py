@@ -215,7 +215,8 @@ def _check(model: Model, data: MMDataset, noise_levels, missing_rates, batch_siz
 @torch.inference_mode()
 def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_rates=(0, .25, .5, .75, 1.0),
            seed: int = 0, batch_size: int = 256, change_threshold: float = CHANGE_THRESHOLD,
-           tie_threshold: float = TIE_THRESHOLD, compose_curves: bool = True, prepared=None) -> dict[str, Any]:
+           tie_threshold: float = TIE_THRESHOLD, compose_curves: bool = True, prepared=None,
+           fast: bool = False) -> dict[str, Any]:
     """Ablate the modalities of ``model`` on ``data``; deterministic by ``seed``.
 
     Returns:
@@ -238,10 +239,19 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
                first n pairs: the zoo ships it, so a page opens on it at once).
       "seconds": wall time; "encode_seconds": of which the one encoding pass.
     ``prepared``: a ``train.Prepared`` of ``data`` for this model, to reuse cached features.
+    ``fast``: bfloat16 where the machine runs it natively (``mmlab.evaluate.fast_inference``), for a page
+    waiting on a live ablation; the zoo's stored ablations are float32.
     """
     from mmlab.train import Prepared
 
     _check(model, data, noise_levels, missing_rates, batch_size)
+    if fast:
+        from mmlab.evaluate import fast_inference
+
+        with fast_inference():
+            return ablate(model, data, noise_levels=noise_levels, missing_rates=missing_rates, seed=seed,
+                          batch_size=batch_size, change_threshold=change_threshold, tie_threshold=tie_threshold,
+                          compose_curves=compose_curves, prepared=prepared)
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()

@@ -115,9 +115,11 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     meta: dict = {"version": VERSION, "weights": weights_digest(folder), "split": f"{test.name} test",
                   "data_options": exp.data_options}
 
-    found = ablate(model, test.subset(range(min(n_ablation, len(test)))))
-    t, meta["ablation"] = _ablation_tensors(found["samples"])
-    tensors.update(t)
+    meta["ablation"] = None  # a model with neither a class nor a mask (alignment, generation) has nothing to ablate
+    if model.primary is not None or model.mask_head is not None:
+        found = ablate(model, test.subset(range(min(n_ablation, len(test)))))
+        t, meta["ablation"] = _ablation_tensors(found["samples"])
+        tensors.update(t)
 
     emb = embed_split(model, test, max_points=n_embed)
     for m in ("image", "text", "fused"):  # the layouts are made of exactly the stored (float16) vectors
@@ -187,11 +189,14 @@ class Artifacts:
     # -- the ablation
     @property
     def ablation_pairs(self) -> int:
-        return len(self._a("abl.u.image"))
+        """How many test pairs the stored ablation covers (0: it has none)."""
+        return len(self._a("abl.u.image")) if self.meta.get("ablation") else 0
 
     def samples(self) -> dict:
         """The ablation's per-sample record, as ``ablate(...)["samples"]``."""
-        a = self.meta["ablation"]
+        a = self.meta.get("ablation")
+        if not a:
+            raise InputError("this checkpoint has neither a classifier nor a mask head: it has no ablation")
         conditions = {}
         for i, name in enumerate(a["conditions"]):
             conditions[name] = {

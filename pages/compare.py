@@ -103,8 +103,8 @@ missing = []
 latency = {e["name"]: ui.latency_ms(e["dir"], ui.mtime(e), sample.image, sample.text) for e, _ in runs}
 for e in picked:
     stored = ui.artifacts(e)
-    if stored is not None:
-        metrics = stored.scores(n)
+    if stored is not None and stored.ablation_pairs:
+        metrics = stored.scores(min(n, stored.ablation_pairs))
     else:
         metrics = dict(e.get("metrics") or {})
         missing.append(e["name"])

@@ -80,12 +80,12 @@ def live_ablation(model_dir: str, mtime: float, n: int) -> dict:
     from mmlab.ablation import ablate
 
     data = ui._split(model_dir, mtime, "test")
-    return ablate(ui._load_model(model_dir, mtime), data.subset(np.arange(min(n, len(data)))))
+    return ablate(ui._load_model(model_dir, mtime), data.subset(np.arange(min(n, len(data)))), fast=True)
 
 
 def ablation(e: dict) -> dict | None:
     stored = ui.artifacts(e)
-    if stored is not None and n <= stored.ablation_pairs:
+    if stored is not None and 0 < n <= stored.ablation_pairs:
         return stored.ablation(n)
     with st.spinner(f"Ablating {e['name']} on {n} pairs (no stored results for it)…"):
         try:

@@ -32,7 +32,7 @@ class CrossAttentionBlock(nn.Module):
         k = k.view(B, Tk, H, D // H).transpose(1, 2)  # (B, H, Tk, hs)
         v = v.view(B, Tk, H, D // H).transpose(1, 2)  # (B, H, Tk, hs)
         scores = (q @ k.transpose(-2, -1)) / (D // H) ** 0.5  # (B, H, Tq, Tk)
-        if kv_mask is not None:
+        if kv_mask is not None and not bool(kv_mask.all()):  # image keys are all real: nothing to mask
             scores = scores.masked_fill(~kv_mask[:, None, None, :], torch.finfo(scores.dtype).min)
         attn = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
         override = attention_override()
