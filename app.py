@@ -2,9 +2,15 @@
 
 Run it with ``mmlab app`` or ``streamlit run app.py``.
 """
-import streamlit as st
+import os
 
-from mmlab import warm
+# torch's OpenMP threads sleep instead of spinning while they wait: on a shared 2-core machine spinning
+# threads make every model call several times slower (docs/BENCHMARKS.md). Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+
+from mmlab import warm  # noqa: E402
 
 st.set_page_config(page_title="mmlab · multimodal fusion lab", page_icon="🔬", layout="wide")
 warm.start()  # the first visitor's session starts loading the models in the background (once per server)

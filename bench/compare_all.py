@@ -35,7 +35,7 @@ def _models(args) -> list[tuple[str, object, dict | None, str]]:
         entries = entries[:2]
     if entries:
         return [(e["name"], C.load_entry(e), e, f"checkpoint {e['name']}") for e in entries]
-    strategies = ["concat", "cross_attention"] if args.quick else fusion.available()
+    strategies = ["concat", "cross_attention"] if args.quick else fusion.trainable()
     out = []
     for s in strategies:
         model, source = C.untrained(s, dim=32 if args.quick else 64)

@@ -58,7 +58,7 @@ def main() -> None:
         for e in entries:
             models.append((e["name"], mmlab.load(e["dir"]), e))
     else:
-        for s in (["concat", "cross_attention"] if args.quick else fusion.available()):
+        for s in (["concat", "cross_attention"] if args.quick else fusion.trainable()):
             models.append((f"untrained-{s}", C.untrained(s, dim=32 if args.quick else 64)[0], None))
     load_s = time.perf_counter() - t0
     stages["loaded"] = rss()

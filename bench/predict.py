@@ -59,7 +59,7 @@ def main() -> None:
     args.reps = args.reps or (5 if args.quick else 200)
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 20)
     strategies = args.strategies.split(",") if args.strategies else (
-        ["concat", "cross_attention"] if args.quick else fusion.available())
+        ["concat", "cross_attention"] if args.quick else fusion.trainable())
     entries = C.zoo_entries()
     rows = []
     for s in strategies:

@@ -187,7 +187,7 @@ def main() -> None:
         out["time_to_iou"] = C.run_guarded(lambda: time_to_iou(args, device))
     if not args.skip_throughput:
         strategies = args.strategies.split(",") if args.strategies else (
-            ["concat", "cross_attention"] if args.quick else fusion.available())
+            ["concat", "cross_attention"] if args.quick else fusion.trainable())
         rows = []
         for s in strategies:
             C.log(f"training: throughput of {s}")

@@ -159,6 +159,39 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     return folder
 
 
+def refresh_domain(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = None) -> dict:
+    """Refit a checkpoint's domain record (its train and validation splits) and rescore its stored test
+    pictures, leaving its other artifacts as they are; returns the new domain record of the artifacts."""
+    import torch
+    from safetensors.torch import load_file
+
+    import mmlab
+    from mmlab import checkpoint, zoo
+    from mmlab.domain import Domain, encode_images
+    from mmlab.evaluate import experiment_of, split_of
+    from mmlab.experiment import load_split
+
+    folder = zoo.resolve(name_or_dir, root)
+    stored = load(folder)
+    if stored is None:
+        raise InputError(f"{folder.name} has no artifacts to refresh: build them (mmlab zoo artifacts --only NAME)")
+    model = mmlab.load(folder, fresh=True)
+    exp = experiment_of(model)
+    model.domain = Domain.fit(model, load_split(exp, "train"), load_split(exp, "val"))
+    config = json.loads((folder / checkpoint.CONFIG).read_text())
+    config["domain"] = model.domain.to_json()
+    checkpoint.write_domain(model.domain, folder)
+    (folder / checkpoint.CONFIG).write_text(json.dumps(config, indent=2, allow_nan=False))
+    test = split_of(model, "test")
+    scores = model.domain.image_scores(*encode_images(model, test))
+    tensors = load_file(str(folder / FILE))
+    tensors["dom.test_scores"] = torch.from_numpy(scores.astype(np.float16))
+    meta = dict(stored.meta, domain={"test_flagged": float((scores > 1).mean()), "n": len(test)})
+    meta["weights"] = weights_digest(folder)
+    _write(folder, tensors, meta)
+    return meta["domain"]
+
+
 def _write(folder: Path, tensors: dict, meta: dict) -> None:
     """Both files atomically (temporary names, then renames)."""
     from safetensors.torch import save_file

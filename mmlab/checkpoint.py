@@ -94,7 +94,7 @@ def save(model: Model, path: str | os.PathLike, *, meta: dict | None = None,
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tensors = {k: v.to(dtype) if _storable(v, dtype) else v for k, v in state_to_save(model).items()}
-        if model.domain is not None:
+        if model.domain is not None and model.domain.tensors():
             write_domain(model.domain, tmp)
         if extra_tensors:
             tensors.update({f"{EXTRA}{k}": v.detach().contiguous().clone() for k, v in extra_tensors.items()})
@@ -287,11 +287,13 @@ def read_domain(path: Path, config: dict):
     """The checkpoint's ``mmlab.domain.Domain``, or None when it keeps none."""
     if not isinstance(config.get("domain"), dict):
         return None
-    from mmlab.domain import Domain
+    from mmlab.domain import VERSION, from_json
 
+    if config["domain"].get("version") != VERSION:  # an older record: the model loads without one (refitted by
+        return None                                # ``mmlab zoo artifacts``, or ``mmlab.artifacts.refresh_domain``)
     try:
         tensors = load_file(str(path / DOMAIN)) if (path / DOMAIN).is_file() else {}
-        return Domain.from_json(config["domain"], tensors)
+        return from_json(config["domain"], tensors, (config.get("classes") or {}).get("label"))
     except (KeyError, TypeError, ValueError, SafetensorError, OSError) as e:
         raise InputError(f"{path}: its domain record is malformed ({e})") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -248,6 +249,13 @@ def cmd_zoo(args) -> int:
                 raise InputError(f"no manifest entry named {args.only!r}")
         for e in entries:
             print(f"rebuilding {e['name']}", file=sys.stderr)
+            if e.get("experiment") is None:  # built, not trained: the zero-shot photo model
+                from mmlab import photo
+
+                if e["name"] != photo.NAME:
+                    raise InputError(f"{e['name']} records no experiment to rebuild it from")
+                photo.save()
+                continue
             run(Experiment.from_json(e["experiment"]), zoo.root() / e.get("path", e["name"]), name=e["name"],
                 manifest=True, progress=not args.quiet)
             if not args.no_artifacts:
@@ -262,6 +270,8 @@ def cmd_zoo(args) -> int:
 
         entries = [e for e in zoo.list_checkpoints() if not args.only or e["name"] == args.only]
         for e in entries:
+            if e.get("experiment") is None:  # the photo model has no split to store results of
+                continue
             if args.missing and load_artifacts(e["dir"]) is not None:
                 continue
             print(f"artifacts: {e['name']}", file=sys.stderr)
@@ -289,6 +299,7 @@ def cmd_app(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the app does (app.py); before torch is imported
     from mmlab.demo import launch
 
     launch(port=args.port, server_name=args.host)

@@ -29,13 +29,15 @@ class ModelConfig:
     fusion: str = option("cross_attention", "fusion strategy (mmlab.fusion.available())")
     fusion_options: dict = option(factory=dict, help="keyword options of the strategy, e.g. heads=4",
                                   flag="--fusion-option")
-    image_encoder: str = option("cnn", "image encoder: cnn | cnn_cbam | efficientnet_lite0 | timm:<name>")
+    image_encoder: str = option("cnn", "image encoder: cnn | cnn_cbam | efficientnet_lite0 | "
+                                       "efficientnet_lite0_patches | timm:<name>")
     image_encoder_options: dict = option(factory=dict, help="options of the image encoder, e.g. input_size=224",
                                          flag="--image-encoder-option")
-    text_encoder: str = option("bigru", "text encoder", choices=("bigru", "minilm", "minilm_bigru"))
+    text_encoder: str = option("bigru", "text encoder", choices=("bigru", "minilm", "minilm_bigru", "minilm_concepts"))
+    text_encoder_options: dict = option(factory=dict, help="options of the text encoder", flag="--text-encoder-option")
     dim: int = option(64, "width of tokens, pooled and fused vectors", low=4, high=2048)
     image_size: int | None = option(64, "images are letterboxed to (image_size, image_size); none: the dataset's own",
-                                    low=8, high=512)
+                                    low=8, high=1024)
     targets: dict = option(factory=dict, help="classification heads: target name -> number of classes", derived=True)
     mask: bool = option(False, "add the referring-mask decoder", derived=True)
     contrastive: bool = option(False, "add a CLIP-style projection trained with InfoNCE (seed 001)", derived=True)

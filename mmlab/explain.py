@@ -392,7 +392,8 @@ def _pick_attention(maps: dict[str, np.ndarray], layer, head) -> np.ndarray:
 
 
 def explain(model: Model, image: ImageLike, text: str, method: str = "attention", *, token: int | None = None,
-            layer: int | str | None = None, head: int | None = None, target=None, drop=None) -> ExplainResult:
+            layer: int | str | None = None, head: int | None = None, target=None, drop=None,
+            prediction=None) -> ExplainResult:
     """One (h, w) map in [0, 1] for the app's overlay.
 
     method: ``"attention"`` (raw maps; ``layer`` index or "layer{l}" key, None = mean over
@@ -400,7 +401,8 @@ def explain(model: Model, image: ImageLike, text: str, method: str = "attention"
     (``target`` as in ``relevance``) or ``"gradcam"``. ``token`` picks one text token's row
     (None = mean over the sentence); layer and head apply to ``"attention"`` only, token
     does not apply to Grad-CAM. Strategies without attention get Grad-CAM, and the result
-    says so (``method_used``, ``note``).
+    says so (``method_used``, ``note``). ``prediction``: this pair's ``Model.predict`` (same ``drop``), when
+    the caller has it: the attention maps are read from it instead of a second forward pass.
     """
     if method not in METHODS:
         raise InputError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -410,9 +412,14 @@ def explain(model: Model, image: ImageLike, text: str, method: str = "attention"
     note = ""
     try:
         if method == "attention":
-            maps = attention_maps(model, picture, text, drop=drop)
+            pred = prediction if prediction is not None else model.predict(picture, text, drop=drop)
+            maps = pred.attention or {}
             if not maps:
                 raise NoAttentionError(f"fusion {model.cfg.fusion!r} has no text-to-image attention")
+            own = (pred.extras or {}).get("sentence_attention")
+            if token is None and layer is None and head is None and own is not None:  # the strategy's own map
+                grid = next(iter(maps.values())).shape[-2:]
+                return ExplainResult(normalize(np.asarray(own, np.float32).reshape(grid)), method, tokens, view=view)
             return ExplainResult(normalize(_pick_token(_pick_attention(maps, layer, head), token)), method, tokens,
                                  view=view)
         if method == "rollout":
@@ -450,17 +457,24 @@ def explain_pair(model: Model, image: ImageLike, text: str, *, method: str = "at
     """``mmlab explain``: one map for a word (or the whole sentence) with its peak in the picture's own
     pixels, whether the pair is in the model's domain, and how far this checkpoint's maps can be
     trusted (its faithfulness record). JSON-able:
-    {"peak": [x, y], "map": (h, w) list, "method", "word", "tokens", "image_size": [W, H], "grid": [h, w],
-    "in_distribution", "reason", "unknown_words", "note", "fidelity"}."""
+    {"peak": [x, y], "box": [x0, y0, x1, y1] (the photo model) or None, "map": (h, w) list, "method", "word",
+    "tokens", "image_size": [W, H], "grid": [h, w], "in_distribution", "reason", "unknown_words", "note",
+    "fidelity"}."""
     from mmlab.faithfulness import fidelity_line
 
     picture = load_image(image)
     tokens = model.text_encoder.token_strings(clean_text(text))
-    result = explain(model, picture, text, method, token=word_index(tokens, word), drop=drop)
     pred = model.predict(picture, text, drop=drop)
+    result = explain(model, picture, text, method, token=word_index(tokens, word), drop=drop, prediction=pred)
     x, y = result.view.peak(result.map)
     domain = pred.domain
-    return {"peak": [x, y], "map": np.round(result.map, 4).tolist(), "method": result.method_used, "word": word,
+    box = None
+    if model.cfg.fusion == "concept_bridge":  # the photo model answers with a place: the region around the peak
+        from mmlab.photo import box_around_peak
+
+        box = list(box_around_peak(result.view.to_original(result.map)))
+    return {"peak": [x, y], "box": box, "map": np.round(result.map, 4).tolist(), "method": result.method_used,
+            "word": word,
             "tokens": tokens, "image_size": list(picture.size), "grid": list(result.map.shape),
             "in_distribution": None if domain is None else domain.in_distribution,
             "reason": "this checkpoint keeps no record of its domain" if domain is None else domain.reason,

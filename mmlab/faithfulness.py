@@ -192,7 +192,7 @@ def _attention_maps(model, images: torch.Tensor, text: dict, heads: np.ndarray, 
             grid = out.encoded["image"].grid
             keys = sorted(att)
             stack = torch.stack([att[k].float() for k in keys])  # (L, B, H, T, P)
-            B, T = stack.shape[1], stack.shape[3]
+            B = stack.shape[1]
             idx = torch.as_tensor(heads[sl]).clamp_min(0)
             rows = stack.transpose(0, 1)[torch.arange(B), :, :, idx]  # (B, L, H, P): each scene's head noun
             for li, k in enumerate(keys):
@@ -460,6 +460,15 @@ METHOD_WORDS = {"attention": "attention", "rollout": "attention rollout", "relev
 def fidelity_line(meta: dict | None, method: str) -> str | None:
     """"On this model, the named word's attention peaks on the object in 14 % of test scenes (chance 6 %)":
     from the checkpoint's faithfulness record, or None when it has none for ``method``."""
+    final = ((meta or {}).get("photo_pointing") or {}).get("final") or {}
+    if final.get("photos") and method == "attention":
+        p, c = final["photos"], final.get("composites")
+        line = (f"on {p['n']} annotated photos it never saw, the sentence's map peaks on the named thing in "
+                f"{p['pointing']:.0%} (the image centre: {p['centre']:.0%}, a random point: {p['chance']:.0%})")
+        if c:
+            line += (f"; on {c['n']} scenes tiling several of them, {c['pointing']:.0%} (centre {c['centre']:.0%}, "
+                     f"random {c['chance']:.0%})")
+        return line
     card = (meta or {}).get("faithfulness") or {}
     row = (card.get("methods") or {}).get(method)
     chance = (card.get("chance") or {}).get("pointing")

@@ -258,9 +258,7 @@ class Model(nn.Module):
             "text": out.encoded["text"].pooled[0].float().numpy(),
             "fused": out.fusion.fused[0].float().numpy(),
         }
-        check = None
-        if self.domain is not None:
-            check = self.domain.check(run.encoded["image"].pooled[0].float().numpy(), run.tokens, run.images, run.text)
+        check = self.domain.check(run) if self.domain is not None else None
         return Prediction(label=label, probs=probs, mask=mask, attention=attention, embeddings=emb,
                           tokens=run.tokens, extras=extras or None, view=run.view,
                           in_distribution=None if check is None else check.in_distribution, domain=check)
@@ -297,8 +295,10 @@ def build_model(cfg: ModelConfig, *, classes: dict[str, list[str]], tokenizer: d
         image_encoder, text_encoder = build_image_encoder(cfg), build_text_encoder(cfg, tokenizer)
     fusion = build_fusion(cfg.fusion, cfg.dim, num_classes=cfg.targets.get(primary) if primary else None,
                           **cfg.fusion_options)
-    heads = {t: ClassifierHead(cfg.dim, n) for t, n in cfg.targets.items()}  # built in this order: the seeded
-    parts: dict = {}  # initial weights of every shipped checkpoint depend on it
+    # built in this order: the seeded initial weights of every shipped checkpoint depend on it; a strategy with
+    # nothing to learn (a zero-shot bridge) decides itself and gets no head
+    heads = {t: ClassifierHead(cfg.dim, n) for t, n in cfg.targets.items()} if fusion_cls.trainable else {}
+    parts: dict = {}
     if cfg.mask:
         parts["mask_head"] = MaskDecoder(cfg.dim, grid=image_encoder.grid, image_size=cfg.image_size,
                                          from_vector=not fusion_cls.spatial, detail=image_encoder.detail_channels)

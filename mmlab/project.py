@@ -6,7 +6,7 @@
 ``joint_layout`` puts image, text and fused embeddings into one map; ``place_new`` and
 ``place_in_layout`` put a user's new pair into an existing map.
 
-Speed on this machine (ENVIRONMENT.md): PCA is instant at 100k points; scikit-learn's
+Speed measured on a 2-core CPU (docs/BENCHMARKS.md): PCA is instant at 100k points; scikit-learn's
 t-SNE (Barnes-Hut, PCA to 50 first, 500 iterations) takes ~4 s at 1k and ~40 s at 10k;
 UMAP after PCA to 50 with 200 epochs ~3.5 s at 10k warm, but its first call in a process
 spends 40-60 s compiling with numba: call ``warm_umap()`` in a background thread at start.

@@ -40,7 +40,9 @@ class FusionOutput(NamedTuple):
                head, or None for strategies without cross-modal attention.
     logits:    (B, C) class logits decided by the strategy itself (late fusion), else None.
     extras:    named side outputs for people to look at (gate values, unimodal probabilities, ...):
-               ``Model.predict`` passes them on; nothing parses their names.
+               ``Model.predict`` passes them on; one name is read: ``sentence_attention`` (B, P), a
+               strategy's own map of the whole sentence, which ``explain`` shows for the whole sentence
+               instead of the mean of the word rows.
     branch_logits: {modality: (B, C)} logits of per-modality classifiers (late fusion), which the
                strategy's ``loss`` trains; None for strategies without branches.
     joint_attention: {"layer{l}": (B, H, N, N)} full self-attention over one joint sequence

@@ -124,6 +124,33 @@ def overlay(image, heat: np.ndarray, *, alpha: float = 0.6, size: int = 256, nor
     return out.round().clip(0, 255).astype(np.uint8)
 
 
+def mark(picture: np.ndarray, original_hw: tuple[int, int], *, point: tuple[float, float] | None = None,
+         box: Sequence[float] | None = None, truth: Sequence[float] | None = None) -> np.ndarray:
+    """Draw, on a shown picture (H', W', 3) of an original of ``original_hw`` (H, W), a point (a ring) and
+    a box (white on black, readable on any photo), and a truth box (green), all given in the original's
+    pixels: (H', W', 3) uint8."""
+    from PIL import ImageDraw
+
+    out = Image.fromarray(np.ascontiguousarray(to_rgb(picture)))
+    H, W = original_hw
+    sy, sx = out.height / max(H, 1), out.width / max(W, 1)
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(out.width / 160))
+    if truth is not None:
+        x0, y0, x1, y1 = truth
+        draw.rectangle([x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1], outline=(0, 200, 80), width=width)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        draw.rectangle([x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1], outline=(0, 0, 0), width=width + 2)
+        draw.rectangle([x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1], outline=(255, 255, 255), width=width)
+    if point is not None:
+        x, y = (point[0] + 0.5) * sx, (point[1] + 0.5) * sy
+        r = max(6, out.width // 40)
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0), width=width + 2)
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 255, 255), width=width)
+    return np.asarray(out)
+
+
 def outline(mask: np.ndarray) -> np.ndarray:
     """Boolean edge pixels of a binary mask (H, W): inside pixels with a 4-neighbour outside."""
     m = np.asarray(mask).astype(bool)

@@ -153,7 +153,7 @@ def plan() -> dict:
     """{checkpoint name: Experiment} for the whole zoo; variants by ``dataclasses.replace``."""
     from dataclasses import replace
 
-    from mmlab.fusion import available
+    from mmlab.fusion import trainable
 
     r = recipes()
 
@@ -165,7 +165,7 @@ def plan() -> dict:
 
     out = {}
     for dataset in PLAN_DATASETS:
-        for s in available():
+        for s in trainable():
             if s in SPECIAL_STRATEGIES:
                 continue
             out[f"{dataset}-{s}"] = fusion(r[dataset], s)

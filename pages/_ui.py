@@ -92,6 +92,11 @@ def no_checkpoint_message(where=None) -> None:
         "`mmlab zoo train`; then pick it here.")
 
 
+def is_photo(entry: dict | None) -> bool:
+    """Is this the real-photo model (the zero-shot ImageNet bridge)?"""
+    return bool(entry) and entry.get("strategy") == "concept_bridge"
+
+
 def photo_checkpoint(entries: list[dict]) -> dict | None:
     """The real-photo model (``checkpoints/photo-*``), the default for your own pictures."""
     return next((e for e in entries if e["name"].startswith("photo-")), None)
@@ -120,6 +125,8 @@ def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, 
         return None
     names = [e["name"] for e in entries]
     by_name = {e["name"]: e for e in entries}
+    if key in st.session_state and st.session_state[key] not in names:  # picked on a page that offers more
+        st.session_state[key] = names[_default(entries, prefer)]
     name = where.selectbox(label, names, index=_default(entries, prefer), key=key, bind="query-params")
     entry = by_name.get(name, entries[0])
     where.caption(ui_state.checkpoint_label(entry))
@@ -220,21 +227,27 @@ def pick_input(entry: dict | None, *, source: str = SAMPLE, where=None, data=Non
                   dataset=ds_name, index=index, head=head)
 
 
-def checkpoint_and_input(*, prefer_upload_default: bool = True) -> tuple[dict, Sample]:
-    """The input source, then the checkpoint (the photo model by default for your own pictures), then the
-    pair; stops the page (after its message) when any is missing."""
+def trained(entry: dict) -> bool:
+    """A checkpoint trained on a dataset (every one but the zero-shot photo model): the pages that ablate,
+    project or compare a test split offer only these."""
+    return not is_photo(entry)
+
+
+def checkpoint_and_input(*, prefer_upload_default: bool = True, want=None) -> tuple[dict, Sample]:
+    """The input source, then the checkpoint (the photo model by default for your own pictures, where
+    ``want`` keeps it), then the pair; stops the page (after its message) when any is missing."""
     source = pick_source(st.sidebar)
-    entry = pick_checkpoint(prefer=default_for(source) if prefer_upload_default else None)
+    entry = pick_checkpoint(prefer=default_for(source, want) if prefer_upload_default else None, want=want)
     sample = pick_input(entry, source=source)
     if entry is None or sample is None or load_model(entry) is None:
         st.stop()
     return entry, sample
 
 
-def default_for(source: str) -> str | None:
+def default_for(source: str, want=None) -> str | None:
     """The checkpoint a source opens on: the photo model for your own pictures, the flagship for samples.
     A switch of source moves an automatically chosen checkpoint along (never one the user picked)."""
-    entries = checkpoints()
+    entries = checkpoints(want)
     photo = photo_checkpoint(entries)
     wanted = photo["name"] if source == UPLOAD and photo else FLAGSHIP
     previous = st.session_state.get("_auto_ckpt")
@@ -284,6 +297,14 @@ def domain_notice(pred, entry: dict, where=None) -> bool:
     saw). Returns True when the answer can be shown as an answer."""
     where = where or st
     check = pred.domain
+    if is_photo(entry) and check is not None:  # the photo model takes any photo; the question is the words
+        if check.in_distribution:
+            where.success(viz.md_escape(check.reason[0].upper() + check.reason[1:]) + ".", icon=":material/search:")
+            return True
+        where.warning(f"**Not something this model can name.** {viz.md_escape(check.reason)}. It knows the 1,000 "
+                      "ImageNet concepts (animals, objects, food, vehicles…), not people, sky, trees or flags.",
+                      icon=":material/warning:")
+        return False
     if check is None or check.in_distribution:
         return True
     if check.image_ok is False:
@@ -304,7 +325,9 @@ def explain(model_dir: str, mtime: float, image: np.ndarray, text: str, method: 
     """mmlab.explain.explain for one pair (cached): ExplainResult(map (h, w) in [0, 1], method_used, tokens, note)."""
     from mmlab.explain import explain as _explain
 
-    return _explain(_load_model(model_dir, mtime), image, text, method, token=token, layer=layer, head=head)
+    pred = predict(model_dir, mtime, image, text) if method == "attention" else None  # the pass already made
+    return _explain(_load_model(model_dir, mtime), image, text, method, token=token, layer=layer, head=head,
+                    prediction=pred)
 
 
 def explain_entry(entry: dict, sample: Sample, method: str = "attention", *, token=None, layer=None, head=None):
@@ -454,3 +477,26 @@ def experiment_from_form(dataset: tuple[str, dict], *, more: dict, **values):
     name, data_options = dataset
     parsed["data_options"] = {**data_options, **(parsed.get("data_options") or {})}
     return from_options(dataset=name, **{**parsed, **values})
+
+
+def photo_answer(entry: dict, sample: Sample, pred, *, alpha: float = 0.6, where=None) -> None:
+    """The photo model's answer: what it looked for, and where it found it (map, peak, box) on the photo itself,
+    with how often its peak lands on the named thing on photos it never saw."""
+    from mmlab.photo import located
+
+    where = where or st
+    model = load_model(entry)
+    if model is None:
+        return
+    found = located(pred, model.image_encoder.grid)
+    concept, weight = next(iter(found.looked_for.items()))
+    where.metric("Looking for", concept, help="the ImageNet concept the sentence's main word names (MiniLM "
+                 "similarity between the word and the 1,000 class names)")
+    square = np.asarray(pred.extras["sentence_attention"], np.float32).reshape(model.image_encoder.grid)
+    picture = viz.overlay(sample.image, square, alpha=alpha, size=SHOW)
+    picture = viz.mark(picture, sample.image.shape[:2], point=found.peak, box=found.box)
+    show_picture(picture, "found", caption="where it finds it: the map, its peak (ring) and the region around "
+                 "the peak (box)", key="found", where=where)
+    line = fidelity(entry, "attention")
+    if line:
+        where.caption(line)

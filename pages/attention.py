@@ -14,7 +14,7 @@ ui.page_header("Attention inspector", "Pick a word and see what it attends to in
                "attention rollout and gradient-weighted relevance, each with how often it lies on the named object "
                "on this checkpoint; pick a patch to see which words look at it; threshold a map into a mask.")
 
-entry, sample = ui.checkpoint_and_input()
+entry, sample = ui.checkpoint_and_input(want=ui.trained)
 pred = ui.predict_entry(entry, sample)
 if pred is None:
     st.stop()

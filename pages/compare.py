@@ -14,7 +14,7 @@ PICKED = "_compare_picked"  # {group: chosen names}: switching the group keeps e
 ui.page_header("Compare strategies", "The same image and sentence through every strategy trained for one question: "
                "what each answers, its map, the mask it draws, how long it takes. Below, the test-split numbers.")
 
-entries = ui.checkpoints()
+entries = ui.checkpoints(ui.trained)
 if not entries:
     ui.no_checkpoint_message()
     st.stop()

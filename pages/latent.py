@@ -18,7 +18,7 @@ ui.page_header("Latent space", "Where a split's pairs land in the model's spaces
                "one map (each pair joined by a line: the modality gap), the fused vectors beside them. Colour by "
                "label, modality or correctness; click a point to see its picture and sentence.")
 
-entry = ui.pick_checkpoint()
+entry = ui.pick_checkpoint(want=ui.trained)
 if entry is None or ui.load_model(entry) is None:
     st.stop()
 stored = ui.artifacts(entry)

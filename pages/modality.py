@@ -13,7 +13,7 @@ ui.page_header("Modality lab", "Take a modality away or corrupt it and watch the
                "ablation over the test split for chosen checkpoints, which modality decided each sample, and a "
                "model trained with modality dropout beside one trained without.")
 
-entry, sample = ui.checkpoint_and_input()
+entry, sample = ui.checkpoint_and_input(want=ui.trained)
 
 # ---- one pair -------------------------------------------------------------------------------------
 st.subheader("One pair")

@@ -32,7 +32,9 @@ with right:
     trusted = ui.domain_notice(pred, entry)
     answer = st.container() if trusted else st.expander("Show the answer anyway (not to be trusted)")
     with answer:
-        if pred.label is not None:
+        if ui.is_photo(entry):  # the answer is a place: what it looked for and where it found it
+            ui.photo_answer(entry, sample, pred)
+        elif pred.label is not None:
             c1, c2, c3 = st.columns(3)
             c1.metric("Prediction", pred.label, help="the most probable class of the primary target")
             c2.metric("Confidence", f"{pred.probs[pred.label]:.1%}",
@@ -45,8 +47,6 @@ with right:
             if isinstance(probs, dict):
                 best = max(probs, key=probs.get)
                 st.caption(f"head {viz.md_escape(head)}: {viz.md_escape(best)} ({probs[best]:.1%})")
-        if isinstance((pred.extras or {}).get("concepts"), str):
-            st.caption(f"It can name: {viz.md_escape(pred.extras['concepts'])}")
 
 # ---- the maps -----------------------------------------------------------------------------------------
 st.subheader("Attention maps: what each word attends to")
@@ -82,7 +82,9 @@ if result is not None:
 
 # ---- the mask -------------------------------------------------------------------------------------------
 with a3:
-    if pred.mask is None:
+    if ui.is_photo(entry):
+        st.caption("The photo model draws no mask: its answer is the map's peak and the box around it (above).")
+    elif pred.mask is None:
         st.caption("This checkpoint predicts no mask (a classification model).")
     else:
         truth = sample.truth

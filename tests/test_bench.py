@@ -89,5 +89,5 @@ def test_unknown_benchmark_names_are_refused(tmp_path):
 
 
 def test_every_shipped_benchmark_is_listed():
-    assert set(bench.available()) == {"ablation", "app_timing", "compare_all", "memory", "predict", "projections",
-                                      "training"}
+    assert set(bench.available()) == {"ablation", "app_timing", "compare_all", "journey", "memory", "photo", "predict",
+                                      "projections", "training"}

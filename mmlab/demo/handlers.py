@@ -33,10 +33,11 @@ TRAIN_HINT = "mmlab train --task mask --fusion cross_attention --out {root}/shap
 
 # sample photos bundled with scikit-image (no download) and a sentence for each
 PHOTOS: tuple[tuple[str, str], ...] = (
-    ("astronaut", "the person in the space suit"),
-    ("coffee", "the cup of coffee"),
     ("chelsea", "the cat"),
+    ("astronaut", "the model of the space shuttle"),
+    ("astronaut", "the black helmet"),
     ("rocket", "the rocket on the launch pad"),
+    ("astronaut", "the woman"),  # a thing ImageNet has no concept for: the model says so
 )
 
 _load_lock = threading.Lock()
@@ -173,22 +174,34 @@ def _answer(image, text, checkpoint, token, root, allowed):
     notes: list[str] = []
     check = pred.domain
     trusted = check is None or check.in_distribution
-    if not trusted:  # said before anything else, and no confident answer in its place
+    photo_model = model.cfg.fusion == "concept_bridge"
+    if photo_model:  # the photo model takes any photo: what matters is whether the sentence names a concept
+        notes.append(("**Looking for:** " if trusted else "**Not something this model can name.** ")
+                     + viz.md_escape(check.reason[0].upper() + check.reason[1:]) + ".")
+    elif not trusted:  # said before anything else, and no confident answer in its place
         notes.append(("**Not this model's kind of picture.** " if check.image_ok is False else "**Unknown words.** ")
                      + viz.md_escape(check.reason[0].upper() + check.reason[1:]) + ".")
     notice = model.text_notice(text)
     if notice:
         notes.append(notice[0].upper() + notice[1:] + ".")
     # the same map the app shows: mean over layers and heads (Grad-CAM where there is no attention)
-    result = explain(model, picture, text, "attention", token=word_index(pred.tokens, word))
+    result = explain(model, picture, text, "attention", token=word_index(pred.tokens, word), prediction=pred)
     att_img = viz.overlay(rgb, result.map, size=DISPLAY_SIDE)
+    box = None
+    if photo_model:  # its answer is a place: the map's peak (ring) and the region around it (box)
+        from mmlab.photo import box_around_peak
+
+        box = box_around_peak(result.view.to_original(result.map))
+        att_img = viz.mark(att_img, rgb.shape[:2], point=result.view.peak(result.map), box=box)
     kind = {"attention": "attention (mean of layers and heads)", "gradcam": "Grad-CAM"}.get(result.method_used,
                                                                                             result.method_used)
     fidelity = fidelity_line(model.meta, result.method_used)
     notes.append(f"The map is {kind} of {('the word ' + repr(word)) if word else 'the whole sentence'}: "
                  + (fidelity + "." if fidelity else "how often it lies on the named thing is not measured here."))
     mask_img = viz.mask_overlay(rgb, pred.mask, size=DISPLAY_SIDE) if pred.mask is not None else None
-    if pred.mask is None:
+    if photo_model:
+        notes.append("The photo model draws no mask: its answer is the ring (the map's peak) and the box around it.")
+    elif pred.mask is None:
         notes.append("This checkpoint predicts no mask.")
     if pred.label is None:
         notes.append("This checkpoint predicts no class.")
@@ -200,17 +213,21 @@ def _answer(image, text, checkpoint, token, root, allowed):
         "reason": None if check is None else check.reason,
         "unknown_words": [] if check is None else check.unknown_words,
         "label": pred.label,
-        "probabilities": {c: round(p, 4) for c, p in pred.probs.items()},
+        "probabilities": {c: round(p, 4) for c, p in (sorted(pred.probs.items(), key=lambda kv: -kv[1])[:20]
+                                                     if len(pred.probs) > 50 else pred.probs.items())},
         "tokens": list(pred.tokens),
         "token": word or WHOLE_SENTENCE,
         "method": result.method_used,
         "peak": [x, y],  # in the picture's own pixels
+        "box": None if box is None else list(box),  # [x0, y0, x1, y1] in the picture's own pixels (photo model)
         "attention": np.round(result.map, 4).tolist(),  # (h, w) over the model's square input
         "mask": None if pred.mask is None else np.round(pred.mask, 3).tolist(),  # (S, S)
         "notes": notes,
     }
     summary = "  \n".join(notes + [f"**Tokens:** {viz.md_escape(' · '.join(pred.tokens) or '(none)')}  \n"
                                     f"**Strategy:** `{model.cfg.fusion}`"])
+    if photo_model:  # the answer is the concept it looked for (its place is on the map), not a class probability
+        return (pred.label if trusted else {}), att_img, mask_img, details, summary
     return (dict(pred.probs) if trusted else {}), att_img, mask_img, details, summary
 
 
@@ -218,8 +235,8 @@ def predict(image, text: str, checkpoint: str | None, token: str | None = WHOLE_
             root: str | os.PathLike | None = None, allowed=None):
     """Answer one (image, sentence) pair with one zoo checkpoint.
 
-    Returns (probabilities {class: p}, or {} when the pair is not of the model's kind: no confident
-    answer then; the map overlay (H, W, 3) uint8; the mask overlay or None; details (JSON-able:
+    Returns (probabilities {class: p} (the photo model: the ImageNet concept it looked for), or {} when
+    the pair is not of the model's kind: no confident answer then; the map overlay (H, W, 3) uint8; the mask overlay or None; details (JSON-able:
     in_distribution and reason, label, probabilities, tokens, the map (h, w) and its peak in the
     picture's pixels, mask (S, S), notes); a Markdown summary whose first line is the domain notice).
     H, W: the picture with its shape kept, longer side ``DISPLAY_SIDE``. Raises ``gr.Error`` with a
@@ -267,7 +284,8 @@ def prepare_examples(directory: str | os.PathLike, *, n_shapes: int = 6) -> list
         except Exception:  # noqa: BLE001 - a photo the installed version lacks (or would download)
             continue
         path = out / f"{name}.png"
-        Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(path)
+        if not path.exists():
+            Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(path)
         rows.append([str(path), sentence])
     data = load_dataset("shapes", "test", n=n_shapes)
     for i in range(len(data)):

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mmlab.config import ModelConfig
 from mmlab.data.tokenizer import WordTokenized, WordTokenizer
-from mmlab.encoders.base import Encoder, ImageEncoder, TextEncoder
+from mmlab.encoders.base import Encoder, ImageEncoder, TextEncoder  # noqa: F401 - Encoder re-exported
 from mmlab.errors import InputError
 from mmlab.types import EncoderOutput
 
-IMAGE_ENCODERS = ["cnn", "cnn_cbam", "efficientnet_lite0", "timm:<name>"]
-TEXT_ENCODERS = ["bigru", "minilm", "minilm_bigru"]
+IMAGE_ENCODERS = ["cnn", "cnn_cbam", "efficientnet_lite0", "efficientnet_lite0_patches", "timm:<name>"]
+TEXT_ENCODERS = ["bigru", "minilm", "minilm_bigru", "minilm_concepts"]
 
 
 class WordText(WordTokenized, TextEncoder):
@@ -39,6 +38,11 @@ def build_image_encoder(cfg: ModelConfig) -> ImageEncoder:
         from mmlab.encoders.cnn import SmallCNN
 
         return SmallCNN(cfg.dim, image_size=cfg.image_size, cbam=name == "cnn_cbam")
+    if name == "efficientnet_lite0_patches":
+        from mmlab.encoders.concepts import EfficientNetPatches
+
+        sizes = cfg.image_encoder_options.get("sizes") or (cfg.image_size,)
+        return EfficientNetPatches(sizes=tuple(sizes), pretrained=cfg.pretrained)
     if name == "efficientnet_lite0" or name.startswith("timm:"):
         try:
             from mmlab.encoders import pretrained
@@ -54,6 +58,13 @@ def build_text_encoder(cfg: ModelConfig, tokenizer: dict | None) -> TextEncoder:
         if not tokenizer or tokenizer.get("kind") != "word":
             raise InputError("the bigru text encoder needs a word vocabulary (fit on the training texts)")
         return WordText(WordTokenizer(tokenizer["vocab"], max_len=tokenizer.get("max_len", 32)), cfg.dim)
+    if name == "minilm_concepts":
+        from mmlab.encoders.concepts import MiniLMConcepts
+
+        options = cfg.text_encoder_options
+        return MiniLMConcepts(label_temp=float(options.get("label_temp", 0.1)),
+                              word_temp=float(options.get("word_temp", 0.02)),
+                              head_bonus=float(options.get("head_bonus", 0.05)), pretrained=cfg.pretrained)
     if name in ("minilm", "minilm_bigru"):
         try:
             from mmlab.encoders import pretrained

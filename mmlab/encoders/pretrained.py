@@ -38,7 +38,7 @@ FEATURE_DTYPE = torch.float16
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # EfficientNet-Lite0 input: 128 px gives a 4x4 patch grid in 14 ms per image on this CPU, against
-# 31 ms and 7x7 at 224 px (ENVIRONMENT.md). The built-in images are 64 px, so 224 px would only
+# 31 ms and 7x7 at 224 px (measured on a 2-core CPU). The built-in images are 64 px, so 224 px would only
 # upsample them 3.5x; 128 px keeps feature extraction and the cache (41 KB/image) 3x smaller.
 EFFNET_INPUT_SIZE = 128
 MINILM_MAX_LENGTH = 32

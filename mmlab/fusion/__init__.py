@@ -7,6 +7,7 @@ from mmlab.fusion.bidirectional import BidirectionalCrossAttentionFusion
 from mmlab.fusion.bilinear import BilinearFusion, TensorFusion
 from mmlab.fusion.concat import ConcatFusion
 from mmlab.fusion.concat_attention import ConcatAttentionFusion
+from mmlab.fusion.concept_bridge import ConceptBridgeFusion
 from mmlab.fusion.cross_attention import CrossAttentionFusion
 from mmlab.fusion.early import EarlyFusion
 from mmlab.fusion.elementwise import AddFusion, HadamardFusion
@@ -34,6 +35,7 @@ REGISTRY: dict[str, type[Fusion]] = {
     "late_product": LateProductFusion,
     "late_max": LateMaxFusion,
     "late_vote": LateVoteFusion,
+    "concept_bridge": ConceptBridgeFusion,  # the photo model's zero-shot bridge (nothing to train)
 }
 
 

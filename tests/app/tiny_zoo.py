@@ -36,4 +36,16 @@ def build_tiny_zoo(root: Path) -> Path:
     # tiny-cross opens on stored results (PCA only, a small scorecard); the others are measured live
     artifacts.build(root / "tiny-cross", methods=("pca",),
                     scorecard_options={"n": 48, "curves_n": 12, "randomization": False})
+    add_photo_model(root)
     return root
+
+
+def add_photo_model(root: Path) -> None:
+    """The shipped photo model (zero-shot: nothing to train), copied in with its manifest entry."""
+    import shutil
+
+    from mmlab import photo, zoo
+
+    entry = zoo.find(photo.NAME)
+    shutil.copytree(entry["dir"], root / photo.NAME)
+    zoo.update_manifest({k: v for k, v in entry.items() if k != "dir"}, root)

@@ -3,7 +3,6 @@ from the app's Train job and one trained by ``mmlab train`` with the same settin
 import dataclasses
 import json
 import shlex
-import time
 from pathlib import Path
 
 import pytest

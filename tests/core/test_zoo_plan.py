@@ -5,7 +5,7 @@ import shlex
 from mmlab import zoo
 from mmlab.cli import parser
 from mmlab.experiment import command, from_args
-from mmlab.fusion import available, get as get_fusion
+from mmlab.fusion import get as get_fusion, trainable as available
 
 
 def test_plan_covers_every_strategy_on_every_dataset():
@@ -33,12 +33,20 @@ def test_every_plan_command_parses_back_to_its_experiment():
 
 
 def test_the_shipped_manifest_is_the_plan():
-    """Every shipped checkpoint records the experiment that made it, and it is the plan's recipe."""
-    plan = zoo.plan()
-    for e in zoo.list_checkpoints():
-        from mmlab.experiment import Experiment
+    """Every shipped trained checkpoint records the experiment that made it, and it is the plan's recipe; the
+    one built checkpoint (the zero-shot photo model) records the command that built it, and the plan has every
+    trained one."""
+    from mmlab import photo
+    from mmlab.experiment import Experiment
 
+    plan = zoo.plan()
+    shipped = zoo.list_checkpoints()
+    for e in shipped:
+        if e["name"] == photo.NAME:
+            assert e["experiment"] is None and e["command"] == "python -m mmlab.photo build"
+            continue
         assert Experiment.from_json(e["experiment"]) == plan[e["name"]], e["name"]
+    assert set(plan) == {e["name"] for e in shipped} - {photo.NAME}
 
 
 def _write_entries(args):
@@ -60,7 +68,6 @@ def test_concurrent_manifest_updates_lose_nothing(tmp_path):
 def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
     """--drop-text 1 trains an image-only model; its manifest metrics are taken with the text
     dropped at test time too, as the seeds' image-only baselines are."""
-    import json
 
     import mmlab
     from mmlab.cli import main
@@ -84,7 +91,6 @@ def test_a_unimodal_baseline_is_scored_with_that_modality_dropped(tmp_path):
 
 def test_zoo_train_rebuilds_a_checkpoint_with_the_same_metrics(tmp_path, monkeypatch):
     """The manifest's experiment is the recipe: rerunning it (same seed) gives the same weights and numbers."""
-    import json
 
     from mmlab.cli import main
 

@@ -89,8 +89,8 @@ def test_predict_endpoint(served, classes, examples, scenes):
     path, sentence = scenes[0]
     details = _check(_ask(client, path, sentence), classes)
     assert details["tokens"] == sentence.split()
-    coffee = next(p for p, _ in examples if p.endswith("coffee.png"))
-    label, attention_file, *_ = _ask(client, coffee, "the cup of coffee", "cup")
+    rocket = next(p for p, _ in examples if p.endswith("rocket.png"))  # 640 x 427
+    label, attention_file, *_ = _ask(client, rocket, "the rocket on the launch pad", "rocket")
     assert Image.open(attention_file).size == (384, 256)
     assert outbound == []
 

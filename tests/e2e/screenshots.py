@@ -16,11 +16,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = [  # sample 10 of the shapes test split: "the large red diamond left of the red circle"
     ("playground", "playground?sample=10&token=%233+diamond"),
+    ("photo", "playground?src=your+image&text=the+cat"),  # then uploads scikit-image's cat photo
     ("compare", "compare?sample=10&method=attention"),
     ("attention", "attention?sample=10&token=%233+diamond&thr=0.5&msrc=relevance"),
     ("modality", "modality?sample=10&notxt=true&abl_n=200"),
@@ -82,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
                 page.goto(f"{url}/{path}", wait_until="domcontentloaded")
                 page.wait_for_selector("h1", timeout=180_000)  # the script ran (before: the bare pages/ list)
                 settle(page)
+                if name == "photo":  # your own photo: it opens on the photo model
+                    import io
+
+                    from PIL import Image
+
+                    from mmlab.data import photos
+
+                    buf = io.BytesIO()
+                    Image.fromarray(np.asarray(photos.photo("chelsea"))).save(buf, format="PNG")
+                    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+                    page.get_by_text("Looking for", exact=True).first.wait_for(timeout=180_000)
+                    settle(page)
                 if name == "train":  # show a finished run: curves, metrics, the saved checkpoint
                     page.get_by_role("button", name="Train").click()
                     page.get_by_text("Saved checkpoint").wait_for(timeout=900_000)

@@ -125,3 +125,21 @@ def test_playground_upload(server, page):
     page.get_by_text("Prediction", exact=True).first.wait_for(timeout=90_000)
     settle(page)
     assert_no_exception(page, "playground after a bad upload")
+
+
+def test_a_photo_on_the_photo_model(server, page):
+    """Your own photo opens on the photo model: it says what it looks for and marks where it finds it."""
+    from mmlab.data import photos
+
+    page.goto(f"{server}/playground?src=your+image&text=the+cat", wait_until="domcontentloaded")
+    uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    uploader.wait_for(state="attached", timeout=90_000)
+    settle(page)
+    uploader.set_input_files(files=[{"name": "cat.png", "mimeType": "image/png",
+                                     "buffer": _png(np.asarray(photos.photo("chelsea")))}])
+    page.get_by_text("Looking for", exact=True).first.wait_for(timeout=120_000)
+    settle(page)
+    assert page.get_by_text("names the ImageNet concept").count() >= 1
+    assert page.locator('[data-testid="stImage"]').count() >= 3  # input, where it finds it, the word map
+    shoot(page, "playground-photo")
+    assert_no_exception(page, "playground photo")

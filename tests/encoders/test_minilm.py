@@ -1,5 +1,4 @@
 import pytest
-import torch
 import torch.nn.functional as F
 
 from mmlab.config import ModelConfig

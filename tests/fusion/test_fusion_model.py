@@ -6,7 +6,7 @@ import torch
 from mmlab.config import ModelConfig
 from mmlab.data import load_dataset
 from mmlab.data.tokenizer import WordTokenizer
-from mmlab.fusion import available, get
+from mmlab.fusion import get, trainable as available
 from mmlab.model import Model, build_model
 
 B = 4

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmlab.errors import InputError
-from mmlab.fusion import available, build_fusion, describe, get
+from mmlab.fusion import build_fusion, describe, get, trainable as available
 from mmlab.fusion.base import masked_mean
 from mmlab.types import EncoderOutput
 
