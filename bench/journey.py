@@ -45,10 +45,25 @@ def _tab(name: str):
     return act
 
 
+def _upload_photo(page):
+    """Your own photo (scikit-image's cat): it opens on the photo model."""
+    import io
+
+    from PIL import Image
+
+    from mmlab.data import photos
+
+    buf = io.BytesIO()
+    Image.fromarray(photos.photo("chelsea")).save(buf, format="PNG")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+
+
 # (url path, title shown, main interaction or None, what the interaction is)
 PAGES = [
     ("", "mmlab · a lab for multimodal fusion", None, "-"),
     ("playground", "Playground", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
+    ("playground?src=your+image&text=the+cat", "Playground", _upload_photo, "your photo, on the photo model"),
     ("compare", "Compare strategies", _fill("Sentence", NEW_SENTENCE), "a new sentence through every checkpoint"),
     ("attention", "Attention inspector", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
     ("modality", "Modality lab", _click_label("Drop the text"), "drop the text"),

@@ -162,8 +162,8 @@ def headlines() -> str:
 
     def point(name):
         f = (es.get(name) or {}).get("faithfulness") or {}
-        return (f"{f['attention_pointing_head']:.0%}" if "attention_pointing_head" in f else "—",
-                f"{f['chance_pointing']:.0%}" if "chance_pointing" in f else "—")
+        return (f"{f['attention_pointing_head']:.2f}" if "attention_pointing_head" in f else "—",
+                f"{f['chance_pointing']:.2f}" if "chance_pointing" in f else "—")
 
     def text_dropped(name):
         stored = _artifacts(es[name]) if name in es else None
@@ -194,7 +194,8 @@ def headlines() -> str:
         f" vs {m('digits-image_only', 'accuracy', '.4f')} | 1.000 vs 0.9037 |",
         f"| text missing at test time: gated trained with modality dropout vs without (seed 001) "
         f"| **{text_dropped('digits-gated-dropout')}** vs {text_dropped('digits-gated')} | — |",
-        f"| the head noun's attention peaks on the named object: the flagship vs its grounded twin (16 epochs each) "
+        f"| share of test scenes where the head noun's attention peaks on the named object: the flagship vs its "
+        f"grounded twin (16 epochs each) "
         f"| {flagship[0]} vs **{grounded[0]}** (chance {flagship[1]}) | — |",
         photo_row,
     ]
@@ -206,10 +207,12 @@ TABLES = {"strategies": strategies, "masks": masks, "faithfulness": faithfulness
           "headlines": headlines}
 
 
+PATTERN = r"<!-- table:(\w+) -->\n(?:((?:(?!<!-- ).)*?)\n)?<!-- /table -->"  # a table never holds a marker
+
+
 def tables_in(text: str) -> dict[str, str]:
     """The tables a document holds between its markers: {name: table}."""
-    return {m.group(1): m.group(2).strip() for m in
-            re.finditer(r"<!-- table:(\w+) -->\n(.*?)\n<!-- /table -->", text, flags=re.S)}
+    return {m.group(1): (m.group(2) or "").strip() for m in re.finditer(PATTERN, text, flags=re.S)}
 
 
 def fill(text: str) -> str:
@@ -217,7 +220,7 @@ def fill(text: str) -> str:
     def repl(m):
         return f"<!-- table:{m.group(1)} -->\n{TABLES[m.group(1)]()}\n<!-- /table -->"
 
-    return re.sub(r"<!-- table:(\w+) -->\n.*?\n<!-- /table -->", repl, text, flags=re.S)
+    return re.sub(PATTERN, repl, text, flags=re.S)
 
 
 def main(argv: list[str] | None = None) -> int:

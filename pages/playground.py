@@ -49,7 +49,9 @@ with right:
                 st.caption(f"head {viz.md_escape(head)}: {viz.md_escape(best)} ({probs[best]:.1%})")
 
 # ---- the maps -----------------------------------------------------------------------------------------
-st.subheader("Attention maps: what each word attends to")
+photo_model = ui.is_photo(entry)
+st.subheader("Each word's map: where the concept it names is" if photo_model else
+             "Attention maps: what each word attends to")
 tokens = pred.tokens
 token_options = [ALL_WORDS] + [f"#{i} {t}" for i, t in enumerate(tokens)]
 layers = list(pred.attention or {})
@@ -65,7 +67,10 @@ layer = None if layer_label in (None, MEAN) else layer_label
 head = None if head_label in (None, MEAN) else int(head_label)
 
 result = ui.explain_entry(entry, sample, "attention", token=token, layer=layer, head=head)
-if result is not None:
+if result is not None and photo_model:
+    st.caption("Each word's map is the class activation map (Zhou et al. 2016) of the ImageNet concepts the word "
+               "names: where the photo classifier sees them. " + ui.fidelity(entry, result.method_used))
+elif result is not None:
     st.caption(ui.fidelity(entry, result.method_used) + " An attention map shows where a word's query matched the "
                "picture's keys; it is not, by itself, an explanation of the answer (see Learn → Attention).")
 a1, a2, a3 = st.columns(3)
@@ -77,7 +82,8 @@ if result is not None:
     with a2:
         heat = viz.overlay(sample.image, result.map, alpha=alpha, size=ui.SHOW)
         word = None if token is None else tokens[token]
-        caption = f"{ui.map_caption(result, word)}, layer {layer_label}, head {head_label}"
+        caption = (f"class activation map of {repr(word) if word else 'the whole sentence'}" if photo_model
+                   else f"{ui.map_caption(result, word)}, layer {layer_label}, head {head_label}")
         ui.show_picture(heat, "map", caption=caption, key="attention")
 
 # ---- the mask -------------------------------------------------------------------------------------------

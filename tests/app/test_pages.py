@@ -120,7 +120,7 @@ def test_playground_empty_sentence_shows_an_error(app):
 
 
 def test_playground_bad_upload_shows_an_error_and_a_good_one_predicts(app):
-    open_page(app, "playground", src="your image", text="the large red circle")
+    open_page(app, "playground", src="your image", text="the large red circle", ckpt="tiny-cross")
     assert len(app.file_uploader) == 1
     app.file_uploader[0].set_value(("broken.png", b"this is not a picture", "image/png")).run()
     assert not app.exception
@@ -130,6 +130,26 @@ def test_playground_bad_upload_shows_an_error_and_a_good_one_predicts(app):
     assert not app.exception and not app.error
     m = metrics(app)
     assert "Prediction" in m and "IoU" not in m  # no ground truth for an upload
+
+
+def test_your_photo_opens_on_the_photo_model(app):
+    """An upload opens on the photo model: what it looks for, where it finds it (map, ring, box), how often its
+    peak lands on the named thing on photos it never saw; a sentence naming nothing it knows is told so."""
+    open_page(app, "playground", src="your image", text="the cat")
+    app.file_uploader[0].set_value(("cat.png", png(photo()), "image/png")).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="ckpt").value == "photo-imagenet_bridge"
+    assert metrics(app)["Looking for"] in ("tabby", "tiger cat", "Egyptian cat")
+    assert any("names the ImageNet concept" in s.value for s in app.success)
+    assert any("photos it never saw" in c.value for c in app.caption)
+    assert "where it finds it" in image_captions(app)
+
+    app.text_input(key="text").set_value("the woman").run()
+    assert not app.exception
+    assert any("Not something this model can name" in w.value and "woman" in w.value for w in app.warning)
+
+    app.switch_page("pages/modality.py").run()  # a page that needs a test split: not offered the photo model
+    assert not app.exception and app.selectbox(key="ckpt").value != "photo-imagenet_bridge"
 
 
 # ---- compare ------------------------------------------------------------------------------------
