@@ -155,10 +155,11 @@ def rounded(seconds: float) -> float:
 
 # ---- models ----------------------------------------------------------------------------------
 def zoo_entries() -> list[dict]:
-    """The shipped checkpoints (``mmlab.zoo.list_checkpoints()``; ``$MMLAB_CHECKPOINTS`` moves the zoo)."""
+    """The shipped trained checkpoints (``mmlab.zoo.list_checkpoints()``; ``$MMLAB_CHECKPOINTS`` moves the zoo):
+    the photo model, which has no split to score, has its own benchmark (``bench/photo.py``)."""
     from mmlab import zoo
 
-    return zoo.list_checkpoints()
+    return [e for e in zoo.list_checkpoints() if e.get("experiment")]
 
 
 def zoo_root() -> str:

@@ -1,8 +1,8 @@
 """The photo model: where, in a real photo, is the thing a sentence names? Zero-shot, from the two offline
 pretrained encoders the project carries, bridged by ImageNet's 1,000 concepts (``mmlab.fusion.concept_bridge``,
-``mmlab.encoders.concepts``); no image-text pair was needed and nothing is trained, so its figures are measured
-on photos it never saw by construction, and its recipe (sizes, temperatures, the map) was chosen on the
-"tune" photos of ``mmlab.data.photos`` only.
+``mmlab.encoders.concepts``); no image-text pair was needed and nothing is trained. Its recipe (sizes,
+temperatures, word weighting) was chosen on the "tune" photos of ``mmlab.data.photos``; one choice (class
+activation maps) also saw the "heldout" ones, so the clean figures are those of the "final" photos.
 
 - ``build()`` assembles it (embedding ImageNet's class names with MiniLM once, about half a minute);
   ``python -m mmlab.photo build`` writes ``checkpoints/photo-imagenet_bridge`` with its manifest entry and
