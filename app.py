@@ -8,6 +8,9 @@ import os
 # threads make every model call several times slower (docs/BENCHMARKS.md). Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pandas  # noqa: E402,F401 - before any background thread: plotly reads sys.modules["pandas"] without
+# importing it, so a figure drawn while another thread is halfway through importing pandas fails ("partially
+# initialized module 'pandas' has no attribute 'Series'")
 import streamlit as st  # noqa: E402
 
 from mmlab import warm  # noqa: E402

@@ -58,9 +58,10 @@ layers = list(pred.attention or {})
 heads = int(next(iter(pred.attention.values())).shape[0]) if pred.attention else 0
 c = st.columns(4)
 token_label = c[0].selectbox("Word", token_options, key="token", bind="query-params")
-layer_label = c[1].selectbox("Layer", [MEAN] + layers, key="layer", bind="query-params", disabled=not layers)
+layer_label = c[1].selectbox("Layer", [MEAN] + layers, key="layer", bind="query-params",
+                             disabled=not layers or photo_model)
 head_label = c[2].selectbox("Head", [MEAN] + [str(h) for h in range(heads)], key="head", bind="query-params",
-                            disabled=not heads)
+                            disabled=not heads or photo_model)
 alpha = c[3].slider("Overlay strength", 0.0, 1.0, 0.6, 0.05, key="alpha", bind="query-params")
 token = None if token_label in (None, ALL_WORDS) else token_options.index(token_label) - 1
 layer = None if layer_label in (None, MEAN) else layer_label
@@ -69,7 +70,8 @@ head = None if head_label in (None, MEAN) else int(head_label)
 result = ui.explain_entry(entry, sample, "attention", token=token, layer=layer, head=head)
 if result is not None and photo_model:
     st.caption("Each word's map is the class activation map (Zhou et al. 2016) of the ImageNet concepts the word "
-               "names: where the photo classifier sees them. " + ui.fidelity(entry, result.method_used))
+               "names: where the photo classifier sees them. How often the sentence's map lands on the named "
+               "thing is said under the answer above.")
 elif result is not None:
     st.caption(ui.fidelity(entry, result.method_used) + " An attention map shows where a word's query matched the "
                "picture's keys; it is not, by itself, an explanation of the answer (see Learn → Attention).")

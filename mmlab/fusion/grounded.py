@@ -18,7 +18,7 @@ def mean_attention(attention: dict[str, torch.Tensor]) -> torch.Tensor:
 class GroundedCrossAttentionFusion(Fusion):
     """Cross-attention whose maps decide the mask: text tokens attend to image patches as in
     ``cross_attention`` (seed 004), then a learned softmax weighting of the words' attention
-    rows (mean over layers and heads, the very maps the app shows as "where each word looks")
+    rows (mean over layers and heads, the very maps the app shows for each word)
     gives one selection map over the patches, normalised to a maximum of 1. The patch tokens
     handed to the mask decoder are the sentence-FiLM'd patches times that map, so a patch the
     attention ignores carries no signal: the mask can only be drawn where the words looked.
