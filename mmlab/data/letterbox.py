@@ -5,6 +5,12 @@
 maps, masks and points computed on the square are drawn back on the original picture
 (``to_original``, ``peak``). A square picture is only resized, exactly as before letterboxing
 existed, so the shipped checkpoints see the same pixels.
+
+A picture at least twice the model's side is area-averaged (``Image.BOX``) rather than filtered
+bilinearly: an upload that is a 2x, 4x, ... enlargement of a picture of the model's kind comes back
+pixel for pixel, where the bilinear filter's wide footprint blurred its edges and the domain check
+called half such scenes unlike the training pictures. Smaller reductions and enlargements keep
+bilinear, so photos under twice the side (every shipped photo) see the same pixels as before.
 """
 from __future__ import annotations
 
@@ -95,10 +101,13 @@ def letterbox(img: Image.Image, side: int, *, fill: tuple[int, int, int] | None 
     """Scale ``img`` so its longer side is ``side`` and pad it to ``side`` x ``side``, centred.
 
     Returns the square picture and its ``ImageView``. ``fill``: the padding colour (default: the
-    picture's mean border colour). A square picture is resized only.
+    picture's mean border colour). A square picture is resized only. A reduction by 2x or more
+    averages areas (``Image.BOX``) unless ``resample`` is NEAREST.
     """
     view = fit(*img.size, side)
     (top, left), (ch, cw) = view.offset, view.content
+    if resample != Image.NEAREST and max(img.size) >= 2 * side:
+        resample = Image.BOX
     if (cw, ch) == (side, side):
         return img.resize((side, side), resample), view
     small = img.resize((cw, ch), resample)

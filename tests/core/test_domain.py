@@ -53,6 +53,23 @@ def test_own_test_inputs_of_unseen_generator_seeds_pass(name):
         assert flagged <= 0.10, (name, seed, flagged)
 
 
+def test_an_enlarged_picture_of_its_kind_is_still_of_its_kind():
+    """A 2x / 4x enlargement of a test scene (an export, a screenshot) comes back pixel for pixel and passes."""
+    from PIL import Image
+
+    from mmlab.evaluate import split_of
+
+    model = mmlab.load("shapes-mask-cross_attention")
+    data = split_of(model, "test", seed=2026, n=12)
+    for k in range(len(data)):
+        scene = data.images[k].transpose(1, 2, 0)  # (64, 64, 3)
+        for factor in (2, 4):
+            big = np.asarray(Image.fromarray(scene).resize((64 * factor,) * 2, Image.NEAREST))
+            seen, _ = model.preprocess([big])
+            assert np.array_equal((seen[0] * 255).round().byte().numpy(), data.images[k]), (k, factor)
+            assert model.predict(big, data.texts[k]).domain.in_distribution, (k, factor)
+
+
 def test_unknown_words_are_named_per_token():
     model = mmlab.load("shapes-mask-cross_attention")
     from mmlab.evaluate import split_of
