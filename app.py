@@ -36,4 +36,5 @@ PAGES = {
     ],
 }
 
-st.navigation(PAGES).run()
+with warm.busy():  # idle-time work (UMAP's compile) waits for the pages, never the other way round
+    st.navigation(PAGES).run()

@@ -206,6 +206,23 @@ def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         raise InputError(f"{weights}: unreadable weights ({e})") from None
 
 
+class _ShapesOnly(torch.overrides.TorchFunctionMode):
+    """Initialisers do nothing (only shapes matter on the meta device). Pushed under ``torch.device("meta")``
+    so it sees ``torch.nn.init``'s calls: their meta implementations live in ``torch._refs``, whose first use
+    imports ``torch._dynamo`` (3 s of a page's first checkpoint load on this machine)."""
+
+    INPLACE = frozenset({"normal_", "uniform_", "fill_", "zero_", "random_", "exponential_", "bernoulli_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if getattr(func, "__module__", "") == "torch.nn.init" or name in self.INPLACE:
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
 def _build(path: Path, config: dict) -> tuple[Model, int]:
     """The model config.json describes, checked on the ``meta`` device (nothing allocated) against the
     weights file's header before it is built for real."""
@@ -226,7 +243,7 @@ def _build(path: Path, config: dict) -> tuple[Model, int]:
         eval_drop = config.get("eval_drop")
         if eval_drop not in (None, "image", "text"):
             raise InputError(f"eval_drop must be image, text or null; got {eval_drop!r}")
-        with torch.device("meta"):
+        with _ShapesOnly(), torch.device("meta"):
             probe = build_model(cfg, classes=classes, tokenizer=tokenizer)
         size = probe.num_parameters()
         if size > MAX_PARAMETERS:

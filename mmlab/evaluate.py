@@ -1,6 +1,9 @@
 """Metrics of a model on a dataset split, with any modality dropped the same way for every strategy."""
 from __future__ import annotations
 
+import collections
+import threading
+
 import numpy as np
 import torch
 
@@ -145,6 +148,30 @@ def split_of(model: Model, split: str = "test", *, n: int | None = None, seed: i
     from mmlab.experiment import load_split
 
     return load_split(experiment_of(model), split, n=n, seed=seed)
+
+
+_SHARED: "collections.OrderedDict[str, MMDataset]" = collections.OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_SPLITS = 24
+
+
+def shared_split(model: Model, split: str = "test") -> MMDataset:
+    """``split_of(model, split)`` kept for the process (the last ``SHARED_SPLITS``, keyed by the data's
+    description, so checkpoints of one dataset share one copy): the app's warm-up generates the default
+    checkpoints' splits before anyone asks, and its pages read the same objects. Treat it as read-only."""
+    import json
+
+    exp = experiment_of(model)
+    key = json.dumps([exp.dataset, exp.data_seed, exp.data_options, split], sort_keys=True, default=str)
+    with _SHARED_LOCK:  # a page asking while the warm-up generates waits for it rather than doing it twice
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+        data = split_of(model, split)
+        _SHARED[key] = data
+        while len(_SHARED) > SHARED_SPLITS:
+            _SHARED.popitem(last=False)
+        return data
 
 
 def evaluate_checkpoint(model: Model, *, split: str = "test", n: int | None = None, seed: int | None = None,

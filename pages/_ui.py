@@ -142,9 +142,9 @@ def pick_checkpoint(*, key: str = "ckpt", label: str = "Checkpoint", want=None, 
 # ---- the input pair -------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the model's test split…", max_entries=24)
 def _split(model_dir: str, mtime: float, split: str):
-    from mmlab.evaluate import split_of
+    from mmlab.evaluate import shared_split
 
-    return split_of(_load_model(model_dir, mtime), split)
+    return shared_split(_load_model(model_dir, mtime), split)  # the warm-up may have made it already
 
 
 def checkpoint_split(entry: dict, split: str = "test"):

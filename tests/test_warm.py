@@ -18,6 +18,40 @@ def test_warm_up_loads_the_named_checkpoints_once(tiny_zoo_dir, monkeypatch):
     assert "imports" in warm.done and "tiny" in warm.done
 
 
+def test_idle_time_work_waits_for_the_pages(monkeypatch):
+    """UMAP's compile (idle-time work) starts only once no script run is active and none ended recently."""
+    import threading
+
+    from mmlab import warm
+
+    monkeypatch.setattr(warm, "_last_end", 0.0)
+    released = threading.Event()
+
+    def waiter():
+        warm.wait_until_idle(quiet=0.3)
+        released.set()
+
+    with warm.busy():
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        assert not released.wait(0.5)  # a page is running: the work waits
+    ended = time.monotonic()
+    assert released.wait(5)
+    assert time.monotonic() - ended >= 0.25  # and then the quiet time too
+    t.join(1)
+
+
+def test_the_default_checkpoints_split_is_shared_with_the_pages():
+    import mmlab
+    from mmlab.evaluate import shared_split, split_of
+
+    a = shared_split(mmlab.load("shapes-mask-cross_attention"))
+    b = shared_split(mmlab.load("shapes-mask-grounded_cross_attention"))
+    assert a is b  # one copy per dataset description, whichever checkpoint asks
+    fresh = split_of(mmlab.load("shapes-mask-cross_attention"))
+    assert a.texts == fresh.texts and (a.images == fresh.images).all()
+
+
 def test_warm_up_can_be_turned_off(monkeypatch):
     from mmlab import warm
 

@@ -100,3 +100,17 @@ def test_foreign_or_broken_checkpoints(tmp_path, tiny_shapes, model_factory, cas
             (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(mmlab.InputError):
         mmlab.load(path)
+
+
+def test_sizing_a_checkpoint_on_the_meta_device_stays_light():
+    """The config is checked on the meta device with initialisers skipped: loading a checkpoint never pulls in
+    torch._dynamo (its meta initialisers' first use imports it: 3 s of a page's first load here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mmlab; m = mmlab.load('shapes-mask-cross_attention'); "
+            "m.predict(__import__('numpy').zeros((64, 64, 3), 'uint8'), 'the red circle'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
