@@ -46,12 +46,26 @@ paper big small large little tall short long round square tiny huge giant old ne
 
 
 def imagenet_lemmas() -> list[list[str]]:
-    """Per ImageNet-1k class index: its WordNet names, from the synset metadata timm ships (no download)."""
-    import timm.data
+    """Per ImageNet-1k class index: its WordNet names, from the synset metadata timm ships (no download).
 
-    info = timm.data.ImageNetInfo()
-    return [[n.strip() for n in info.index_to_description(i).split(":", 1)[0].split(", ") if n.strip()]
-            for i in range(info.num_classes())]
+    Read straight from timm's package data (``timm.data.ImageNetInfo``'s files): importing timm would pull in
+    torchvision and torch._dynamo, over a second of the photo model's first load."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("timm")  # locates the package without running it
+    info = Path(next(iter(spec.submodule_search_locations or ()), "")) / "data" / "_info" if spec else None
+    if info is None or not (info / "imagenet_synsets.txt").is_file():
+        import timm.data
+
+        meta = timm.data.ImageNetInfo()
+        return [[n.strip() for n in meta.index_to_description(i).split(":", 1)[0].split(", ") if n.strip()]
+                for i in range(meta.num_classes())]
+    synsets = (info / "imagenet_synsets.txt").read_text(encoding="utf-8").splitlines()
+    lemmas = dict(csv.reader((info / "imagenet_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines(),
+                             delimiter="\t"))
+    return [[n.strip() for n in lemmas[s].split(", ") if n.strip()] for s in synsets]
 
 
 def class_names() -> list[str]:

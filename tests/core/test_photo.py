@@ -116,3 +116,15 @@ def test_explain_cli_gives_the_peak_in_the_photos_pixels(tmp_path):
     assert got["image_size"] == [451, 300] and got["in_distribution"] is True
     assert photos.hit(got["peak"], referent("chelsea", "the cat").box)
     assert "photos it never saw" in got["fidelity"]
+
+
+def test_imagenet_names_read_without_importing_timm_are_timm_s():
+    import timm.data
+
+    from mmlab.encoders.concepts import imagenet_lemmas
+
+    info = timm.data.ImageNetInfo()
+    names = imagenet_lemmas()
+    assert len(names) == info.num_classes() == 1000
+    for i in (0, 281, 285, 999):  # tench, tabby, Egyptian cat, toilet tissue
+        assert names[i] == [n.strip() for n in info.index_to_description(i).split(":", 1)[0].split(", ")]
