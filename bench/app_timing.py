@@ -60,6 +60,39 @@ def rss_mb(pid: int) -> dict:
     return out
 
 
+def launch(port: int, *flags: str) -> subprocess.Popen:
+    """``streamlit run app.py`` on ``port`` as ``mmlab app`` runs it (localhost, headless), plus ``flags``;
+    stderr kept for errors."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(C.ROOT / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *flags]
+    return subprocess.Popen(cmd, cwd=C.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, deadline: float) -> None:
+    """Return once ``/_stcore/health`` answers 200; RuntimeError when the server exits or ``deadline``
+    (``time.perf_counter()``) passes first."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stderr.read()[-400:]}")
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"no health answer from {url}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _browser():
     """(playwright context manager, browser) or (None, reason)."""
     if not Path(CHROMIUM).exists():
@@ -76,26 +109,11 @@ def cold_start(args) -> dict:
     browser, why = (None, "--no-browser") if not args.browser else _browser()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(C.ROOT / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out: dict = {"url_port": port}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=C.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = launch(port, "--server.fileWatcherType", "none")
     try:
-        deadline = t0 + args.timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stderr.read()[-400:]}")
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"no health answer within {args.timeout:g} s")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
+        wait_healthy(proc, url, t0 + args.timeout)
         out["health_seconds"] = C.rounded(time.perf_counter() - t0)
         with urllib.request.urlopen(url, timeout=args.timeout) as r:
             html = r.read().decode("utf-8", "replace")
@@ -117,11 +135,7 @@ def cold_start(args) -> dict:
             out["browser_skipped"] = why
         out["server_after_first_page"] = rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         if browser is not None:
             browser[1].close()
             browser[0].stop()

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 
 import _common as C
-from app_timing import CHROMIUM, CHROMIUM_ARGS, free_port
+from app_timing import CHROMIUM, CHROMIUM_ARGS, free_port, launch, stop, wait_healthy
 
 NEW_SENTENCE = "the small red triangle left of the blue circle"
 
@@ -99,24 +96,13 @@ def journey(args) -> dict:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(C.ROOT / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=C.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = launch(port)  # as `mmlab app` starts it
     rows, outside = [], []
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {proc.stderr.read()[-400:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
+        wait_healthy(proc, url, t0 + args.timeout)
         server_seconds = time.perf_counter() - t0
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
@@ -140,11 +126,7 @@ def journey(args) -> dict:
             rows.append(row)
             page.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         browser.close()
         pw.stop()
     views = [r["first_view_seconds"] for r in rows]

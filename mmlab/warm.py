@@ -73,6 +73,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
     from mmlab import artifacts, zoo
     from mmlab.errors import InputError
     from mmlab.evaluate import shared_split
+    from mmlab.ui_state import zoo_groups
 
     done["imports"] = time.perf_counter() - t0
     entries = {e["name"]: e for e in zoo.list_checkpoints()}
@@ -90,17 +91,16 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
             continue
         done[e["name"]] = time.perf_counter() - t
     # the rest of the first model's group (the Compare page opens on it): loaded with their stored results
-    first = entries.get(names[0]) if names else None
-    if first is not None:
-        t = time.perf_counter()
-        for e in entries.values():
-            if (e.get("dataset"), e.get("task")) == (first.get("dataset"), first.get("task")) and e["name"] not in names:
-                try:
-                    mmlab.load(e["dir"])
-                    artifacts.load(e["dir"])
-                except InputError:
-                    continue
-        done["group"] = time.perf_counter() - t
+    group = next((g for g in zoo_groups(list(entries.values())).values() if names and any(e["name"] == names[0] for e in g)), [])
+    t = time.perf_counter()
+    for e in group:
+        if e["name"] not in names:
+            try:
+                mmlab.load(e["dir"])
+                artifacts.load(e["dir"])
+            except InputError:
+                continue
+    done["group"] = time.perf_counter() - t
     if umap:
         from mmlab.project import warm_umap
 

@@ -1,6 +1,6 @@
 """Datasets a user uploads in the app (a zip of a folder with metadata.csv / metadata.jsonl).
 
-An upload is validated by ``mmlab.data.folder.load_zip`` and kept under ``data_root()`` (outside the
+An upload is validated by ``mmlab.data.archive.load_zip`` and kept under ``data_root()`` (outside the
 repository), so it can be trained on and compared like a built-in dataset: it is the ``folder``
 dataset with ``path=`` that folder (``options``). Nothing here imports Streamlit.
 """
@@ -46,7 +46,7 @@ def names() -> list[str]:
 def save_zip(data: bytes, name: str):
     """Validate a zipped folder dataset and keep it as ``name`` (or ``name-2``, ... when taken).
     Returns (the name it was saved under, the whole dataset as one ``MMDataset``)."""
-    from mmlab.data.folder import load_zip
+    from mmlab.data.archive import load_zip
 
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.")[:48] or "my-data"
     if not base[0].isalnum():
@@ -70,7 +70,7 @@ def save_zip(data: bytes, name: str):
 
 
 def _dataset_folder(unpacked: Path) -> Path:
-    from mmlab.data.folder import _dataset_root
+    from mmlab.data.archive import _dataset_root
 
     return _dataset_root(unpacked)
 

@@ -113,6 +113,11 @@ class LossTargets(NamedTuple):
     weights: dict[str, float] | None = None
 
 
+def mean_attention(attention: dict[str, torch.Tensor]) -> torch.Tensor:
+    """{"layer{l}": (B, H, T, P)} -> (B, T, P): the mean over layers and heads, the map the app shows."""
+    return torch.stack([attention[k] for k in sorted(attention)], 1).mean((1, 2))
+
+
 def supervise_attention(out: FusionOutput, inputs: dict[str, EncoderOutput], batch: LossTargets) -> torch.Tensor:
     """``losses.attention_supervision`` of each sample's head-noun attention row (mean over layers and heads,
     the map ``Model.predict`` returns) against its referred object's mask, over the samples that have both
@@ -123,7 +128,7 @@ def supervise_attention(out: FusionOutput, inputs: dict[str, EncoderOutput], bat
     if not out.attention or batch.masks is None or batch.head is None:
         raise InputError("attention supervision needs a strategy with text -> image attention and a dataset that "
                          "records each sentence's head noun and its object's mask (shapes, task mask)")
-    maps = torch.stack([out.attention[k] for k in sorted(out.attention)], 1).mean((1, 2))  # (B, T, P)
+    maps = mean_attention(out.attention)  # (B, T, P)
     head = batch.head.to(maps.device)  # (B,)
     rows = maps[torch.arange(len(head), device=maps.device), head.clamp(0, maps.shape[1] - 1)]  # (B, P)
     masks = batch.masks.to(maps.device)  # (B, S, S)

@@ -44,6 +44,14 @@ class CrossAttentionBlock(nn.Module):
         return x, attn
 
 
+def attend(blocks: nn.ModuleList, text: EncoderOutput, image: EncoderOutput):
+    """The words through ``blocks``, each attending over the image patches: (x (B, T, D), {"layer{i}": (B, H, T, P)})."""
+    x, attention = text.tokens, {}
+    for i, block in enumerate(blocks):
+        x, attention[f"layer{i}"] = block(x, image.tokens, image.mask)
+    return x, attention
+
+
 class CrossAttentionFusion(Fusion):
     """Text tokens attend to image patch tokens (text -> image cross-attention).
 
@@ -70,10 +78,8 @@ class CrossAttentionFusion(Fusion):
 
     def forward(self, inputs: dict[str, EncoderOutput]) -> FusionOutput:
         image, text = inputs["image"], inputs["text"]
-        x, attention = text.tokens, {}
-        for i, block in enumerate(self.blocks):
-            x, attn = block(x, image.tokens, image.mask)  # x (B, T, D), attn (B, H, T, P)
-            attention[f"layer{i}"] = attn
+        x, attention = attend(self.blocks, text, image)  # x (B, T, D), attention {"layer{i}": (B, H, T, P)}
+        attn = attention[f"layer{len(self.blocks) - 1}"]  # the last layer's
         sentence = masked_mean(x, text.mask)  # (B, D)
         scale, shift = self.film(sentence).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
         patches = self.patch_norm(image.tokens)  # (B, P, D)

@@ -5,14 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlab.fusion.base import Fusion, masked_mean
-from mmlab.fusion.cross_attention import CrossAttentionBlock
+from mmlab.fusion.base import Fusion, masked_mean, mean_attention
+from mmlab.fusion.cross_attention import CrossAttentionBlock, attend
 from mmlab.types import EncoderOutput, FusionOutput
 
-
-def mean_attention(attention: dict[str, torch.Tensor]) -> torch.Tensor:
-    """{"layer{l}": (B, H, T, P)} -> (B, T, P): the mean over layers and heads, the map the app shows."""
-    return torch.stack(list(attention.values()), 1).mean((1, 2))
+__all__ = ["GroundedCrossAttentionFusion", "mean_attention"]
 
 
 class GroundedCrossAttentionFusion(Fusion):
@@ -52,10 +49,7 @@ class GroundedCrossAttentionFusion(Fusion):
 
     def forward(self, inputs: dict[str, EncoderOutput]) -> FusionOutput:
         image, text = inputs["image"], inputs["text"]
-        x, attention = text.tokens, {}
-        for i, block in enumerate(self.blocks):
-            x, attn = block(x, image.tokens, image.mask)  # x (B, T, D), attn (B, H, T, P)
-            attention[f"layer{i}"] = attn
+        x, attention = attend(self.blocks, text, image)  # x (B, T, D), attention {"layer{i}": (B, H, T, P)}
         selection, weights = self.select(mean_attention(attention), x, text.mask)  # (B, P), (B, T)
         sentence = masked_mean(x, text.mask)  # (B, D)
         scale, shift = self.film(sentence).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from mmlab.data import load_dataset
-from mmlab.data.folder import load_folder, load_zip
+from mmlab.data.archive import load_zip
+from mmlab.data.folder import load_folder
 from mmlab.errors import InputError
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}

@@ -157,8 +157,6 @@ def test_class_names_must_match_the_heads(ckpt):
 
 
 def test_the_zoo_names_a_pickle_file_as_such(tmp_path):
-    from mmlab import zoo
-
     marker = tmp_path / "pwned"
     (tmp_path / "model.pt").write_bytes(pickle.dumps(Evil(marker)))
     with pytest.raises(mmlab.InputError) as e:

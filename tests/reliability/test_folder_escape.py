@@ -10,7 +10,8 @@ from PIL import Image
 from reliability_helpers import png_declaring
 
 import mmlab
-from mmlab.data.folder import load_folder, load_zip
+from mmlab.data.archive import load_zip
+from mmlab.data.folder import load_folder
 
 
 def folder(root, rows, images=("a.png", "b.png", "c.png")):
