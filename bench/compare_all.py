@@ -13,9 +13,11 @@ the first ``--pairs`` pairs of its dataset's test split, three ways:
   page that keeps its prepared split pays).
 
 Loading the checkpoints and the data is timed apart. With an empty zoo, untrained shapes models
-of every registered strategy stand in (reported as such).
+of every registered strategy stand in (reported as such). ``--fast`` runs ``predict_dataset(fast=True)``
+(a bfloat16 copy where the CPU runs it natively; cold includes making the copy) and reports how far each
+checkpoint's metrics moved from float32; ``--group`` keeps the groups whose name contains it.
 
-    python bench/compare_all.py [--quick] [--pairs 1000] [--batch-size 256] [--fresh-cache]
+    python bench/compare_all.py [--quick] [--pairs 1000] [--batch-size 128] [--fresh-cache] [--fast] [--group masks]
 """
 from __future__ import annotations
 
@@ -31,6 +33,10 @@ def _models(args) -> list[tuple[str, object, dict | None, str]]:
     from mmlab import fusion
 
     entries = C.zoo_entries()
+    if args.group:
+        from mmlab.ui_state import zoo_groups
+
+        entries = [e for e in entries if any(args.group in g for g in zoo_groups([e]))]
     if args.quick:
         entries = entries[:2]
     if entries:
@@ -43,11 +49,21 @@ def _models(args) -> list[tuple[str, object, dict | None, str]]:
     return out
 
 
-def _predict(model, data, device, batch_size: int, prepared=None):
+def _predict(model, data, device, batch_size: int, prepared=None, fast: bool = False):
     from mmlab.evaluate import predict_dataset
 
     with C.amp(device):
-        return C.timed(lambda: predict_dataset(model, data, batch_size=batch_size, prepared=prepared), device)
+        return C.timed(lambda: predict_dataset(model, data, batch_size=batch_size, prepared=prepared, fast=fast),
+                       device)
+
+
+def _moved(model, data, fast_out, batch_size: int) -> float:
+    """The largest change of any metric from the float32 run to the ``fast`` one."""
+    from mmlab.evaluate import predict_dataset, score
+
+    exact = score(model, data, predict_dataset(model, data, batch_size=batch_size, prepared=fast_out["prepared"]))
+    quick = score(model, data, fast_out)
+    return max((abs(v - exact[k]) for k, v in quick.items() if isinstance(v, float) and k in exact), default=0.0)
 
 
 def bench_one(name: str, model, entry, source: str, args, device, datasets: dict) -> dict:
@@ -63,16 +79,16 @@ def bench_one(name: str, model, entry, source: str, args, device, datasets: dict
     note = None
     model = C.on_device(model.eval(), device)
     try:
-        cold_s, out = _predict(model, data, device, args.batch_size)
+        cold_s, out = _predict(model, data, device, args.batch_size, fast=args.fast)
     except (RuntimeError, TypeError) as e:  # predict_dataset returns numpy: CUDA tensors need .cpu() there
         if device.type == "cpu":
             raise
         note = f"ran on CPU: predict_dataset failed on {device} ({type(e).__name__}: {str(e)[:160]})"
         run_on = torch.device("cpu")
         model = model.cpu()
-        cold_s, out = _predict(model, data, run_on, args.batch_size)
-    warm_s, _ = _predict(model, data, run_on, args.batch_size)
-    reuse_s, _ = _predict(model, data, run_on, args.batch_size, prepared=out["prepared"])
+        cold_s, out = _predict(model, data, run_on, args.batch_size, fast=args.fast)
+    warm_s, _ = _predict(model, data, run_on, args.batch_size, fast=args.fast)
+    reuse_s, _ = _predict(model, data, run_on, args.batch_size, prepared=out["prepared"], fast=args.fast)
     from mmlab.ui_state import zoo_groups
 
     group = next(iter(zoo_groups([entry or {"dataset": key_name, "task": "mask" if model.cfg.mask else "classify"}])))
@@ -80,6 +96,8 @@ def bench_one(name: str, model, entry, source: str, args, device, datasets: dict
            "encoders": {"image": model.cfg.image_encoder, "text": model.cfg.text_encoder},
            "pairs": len(data), "data_seconds": C.rounded(data_s), "cold_seconds": C.rounded(cold_s),
            "warm_seconds": C.rounded(warm_s), "prepared_seconds": C.rounded(reuse_s), "device": str(run_on)}
+    if args.fast:
+        row["largest_metric_change_from_fast"] = C.rounded(_moved(model, data, out, args.batch_size))
     if note:
         row["note"] = note
     return row
@@ -88,7 +106,9 @@ def bench_one(name: str, model, entry, source: str, args, device, datasets: dict
 def main() -> None:
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=None, help="test pairs per checkpoint (default 1000; 64 with --quick)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--fast", action="store_true", help="predict_dataset(fast=True): bfloat16 where the CPU runs it")
+    p.add_argument("--group", help="only the groups (dataset · task) whose name contains this, e.g. 'masks'")
     p.add_argument("--fresh-cache", action="store_true",
                    help="point MMLAB_CACHE at an empty folder, so cold includes computing frozen features")
     args = p.parse_args()
@@ -119,7 +139,8 @@ def main() -> None:
     C.emit("compare_all", args, device, {
         "what": "predict_dataset of every zoo checkpoint over the first N test pairs of its dataset",
         "zoo": C.zoo_root(), "cache": os.environ.get("MMLAB_CACHE", "~/.cache/mmlab"),
-        "pairs": args.pairs, "batch_size": args.batch_size, "checkpoints": len(models),
+        "pairs": args.pairs, "batch_size": args.batch_size, "fast": args.fast, "group_filter": args.group,
+        "checkpoints": len(models),
         "trained": any(e is not None for _, _, e, _ in models), "load_seconds": C.rounded(load_s),
         "total": totals, "target_seconds": 5.0, "groups": groups,
         "meets_target_every_group": bool(ok) and all(g["meets_target"] for g in groups.values()), "models": rows,

@@ -10,7 +10,7 @@ training with modality dropout, with ``EncoderOutput.present`` False for the dro
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from mmlab import metrics
 from mmlab.data.base import MMDataset
 from mmlab.errors import InputError
+from mmlab.evaluate import BATCH
 from mmlab.fusion.base import without_maps
 from mmlab.model import MODALITIES, Model
 from mmlab.types import EncoderOutput
@@ -37,48 +38,135 @@ def _encode(model: Model, prepared, batch_size: int) -> list[tuple[torch.Tensor,
     return out
 
 
-def _feature_std(encoded: list, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension std over the split of a modality's real tokens (D,) and pooled vectors (D,)."""
-    toks = torch.cat([e[modality].tokens[e[modality].mask] for _, e in encoded])  # (real tokens, D)
-    pooled = torch.cat([e[modality].pooled for _, e in encoded])  # (N, D)
-    return toks.float().std(0), pooled.float().std(0)
+class Spread(NamedTuple):
+    """How much a modality's encoder outputs vary over the split: the scale of the ablation's noise."""
+    tokens: torch.Tensor  # (D,) per-dimension std of the real tokens
+    pooled: torch.Tensor  # (D,) per-dimension std of the pooled vectors
+    detail: tuple[torch.Tensor, ...] | None  # per skip map, (1, C, 1, 1) per-channel std; None without skips
 
 
-def _noisy(enc: EncoderOutput, sigma: float, std: tuple[torch.Tensor, torch.Tensor],
-           gen: torch.Generator) -> EncoderOutput:
-    """tokens + N(0, (sigma * std_tokens)^2) on real tokens, pooled + N(0, (sigma * std_pooled)^2), and
-    the same relative noise on the image's skip maps, where the encoder has them."""
-    tok_std, pool_std = std
-    noise_t = torch.randn(enc.tokens.shape, generator=gen, dtype=enc.tokens.dtype) * (sigma * tok_std)
-    noise_t = noise_t * enc.mask.unsqueeze(-1).to(noise_t.dtype)  # padding stays padding
-    noise_p = torch.randn(enc.pooled.shape, generator=gen, dtype=enc.pooled.dtype) * (sigma * pool_std)
-    detail = enc.detail
-    if detail is not None:  # the mask decoder's skip maps: noise scaled by each channel's std in the batch
-        detail = tuple(d + torch.randn(d.shape, generator=gen, dtype=d.dtype) * (sigma * d.std((0, 2, 3), keepdim=True))
-                       for d in detail)
-    return enc._replace(tokens=enc.tokens + noise_t, pooled=enc.pooled + noise_p, detail=detail)
+def _column_std(blocks) -> torch.Tensor:
+    """Per-column std (C,) float32 of the rows of several (rows, C) blocks, as if stacked: sums of squares by a
+    matrix product, accumulated in float64 (6x faster than ``torch.std`` down the columns of a tall matrix)."""
+    n, s1, s2 = 0, 0.0, 0.0
+    for x in blocks:
+        x = x.float()
+        s1 = s1 + x.sum(0).double()
+        s2 = s2 + (x.T @ x).diagonal().double()
+        n += x.shape[0]
+    mean = s1 / n
+    return ((s2 - n * mean * mean) / max(n - 1, 1)).clamp_min(0).sqrt().float()
+
+
+def _spread(encoded: list, modality: str) -> Spread:
+    """A modality's ``Spread`` over the whole split (float32)."""
+    outs = [e[modality] for _, e in encoded]
+    detail = None
+    if outs[0].detail is not None:  # per channel, over every sample and position (channels-last: views)
+        detail = tuple(_column_std(o.detail[j].permute(0, 2, 3, 1).reshape(-1, o.detail[j].shape[1]) for o in outs)
+                       .view(1, -1, 1, 1) for j in range(len(outs[0].detail)))
+    return Spread(_column_std(o.tokens[o.mask] for o in outs), _column_std(o.pooled for o in outs), detail)
+
+
+def _draws(enc: EncoderOutput, idx: torch.Tensor, seed: int) -> EncoderOutput:
+    """Standard normal draws shaped like ``enc`` (tokens, pooled, skip maps), float32. Each sample's come from a
+    generator of its own, seeded by (``seed``, its index in the split), so its noise does not depend on the batch
+    it is in or on the batch size; the tokens are drawn last, so a sentence's real tokens get the same draws
+    whatever the batch's padding."""
+    B, T, D = enc.tokens.shape
+    pooled, tokens = torch.empty(B, D), torch.empty(B, T, D)
+    detail = tuple(torch.empty(d.shape) for d in enc.detail) if enc.detail is not None else None
+    for b, i in enumerate(idx.tolist()):
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
+        torch.randn(D, generator=g, out=pooled[b])
+        for d in detail or ():
+            torch.randn(d.shape[1:], generator=g, out=d[b])
+        torch.randn(T, D, generator=g, out=tokens[b])
+    return enc._replace(tokens=tokens, pooled=pooled, detail=detail)
+
+
+def _scaled(enc: EncoderOutput, spread: Spread, z: EncoderOutput) -> EncoderOutput:
+    """The noise at sigma 1 in ``enc``'s dtype: std_tokens * z on real tokens (padding stays padding),
+    std_pooled * z, and per channel std * z on the image's skip maps, where the encoder has them; ``z``: the
+    samples' ``_draws``."""
+    detail = None
+    if enc.detail is not None:
+        detail = tuple((n * s).to(d.dtype) for d, n, s in zip(enc.detail, z.detail, spread.detail))
+    return enc._replace(tokens=(z.tokens * spread.tokens * enc.mask.unsqueeze(-1)).to(enc.tokens.dtype),
+                        pooled=(z.pooled * spread.pooled).to(enc.pooled.dtype), detail=detail)
+
+
+def _noisy(enc: EncoderOutput, sigma: float, noise: EncoderOutput) -> EncoderOutput:
+    """``enc`` + sigma * ``noise`` (``_scaled``), field by field."""
+    detail = None if enc.detail is None else tuple(d.add(n, alpha=sigma) for d, n in zip(enc.detail, noise.detail))
+    return enc._replace(tokens=enc.tokens.add(noise.tokens, alpha=sigma),
+                        pooled=enc.pooled.add(noise.pooled, alpha=sigma), detail=detail)
 
 
 @without_maps()  # a whole split: no attention maps built only to be thrown away
-def _run(model: Model, encoded: list, *, drop=None, noise: tuple[str, float] | None = None,
-         std: dict | None = None, gen: torch.Generator | None = None) -> dict:
-    """Fusion + heads over the stored encoder outputs under one condition. ``drop``: None, a
-    modality name, or {modality: (N,) bool} over the whole split. Returns {"probs": {target: (N, C)},
-    "mask": (N, S, S) probs or None}."""
-    probs: dict[str, list] = {}
-    masks = []
+def _runs(model: Model, encoded: list, conditions) -> list[dict]:
+    """Fusion + heads over the stored encoder outputs under several conditions, batch by batch:
+    ``conditions(idx, enc)`` -> [(encoder outputs, drop)], one per condition. Returns per condition
+    {"probs": {target: (N, C)}, "mask": (N, S, S) probs or None}."""
+    probs: list[dict[str, list]] = []
+    masks: list[list] = []
     for idx, enc in encoded:
-        if noise is not None:
-            m, sigma = noise
-            enc = {**enc, m: _noisy(enc[m], sigma, std[m], gen)}
-        d = {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict) else drop
-        out = model.head_forward(enc, d)
-        for t, logit in out.logits.items():
-            probs.setdefault(t, []).append(logit.float().softmax(-1))
-        if out.mask is not None:
-            masks.append(torch.sigmoid(out.mask.float()))
-    return {"probs": {t: torch.cat(v).numpy() for t, v in probs.items()},
-            "mask": torch.cat(masks).numpy() if masks else None}
+        for c, (e, drop) in enumerate(conditions(idx, enc)):
+            if c == len(probs):
+                probs.append({})
+                masks.append([])
+            out = model.head_forward(e, drop)
+            for t, logit in out.logits.items():
+                probs[c].setdefault(t, []).append(logit.float().softmax(-1))
+            if out.mask is not None:
+                masks[c].append(torch.sigmoid(out.mask.float()))
+    return [{"probs": {t: torch.cat(v).numpy() for t, v in p.items()},
+             "mask": torch.cat(m).numpy() if m else None} for p, m in zip(probs, masks)]
+
+
+def _run(model: Model, encoded: list, *, drop=None) -> dict:
+    """``_runs`` under one condition: ``drop`` None, a modality name, or {modality: (N,) bool} over the split."""
+    def condition(idx, enc):
+        return [(enc, {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict) else drop)]
+
+    return _runs(model, encoded, condition)[0]
+
+
+def _run_noise(model: Model, encoded: list, modality: str, sigmas: list[float], spread: Spread, seed: int) -> list:
+    """``_runs`` with ``modality`` noisy at each of ``sigmas``: one draw per sample, scaled by each sigma (common
+    random numbers, so the levels differ only in how loud the noise is)."""
+    def conditions(idx, enc):
+        noise = _scaled(enc[modality], spread, _draws(enc[modality], idx, seed))
+        return [({**enc, modality: _noisy(enc[modality], sigma, noise)}, None) for sigma in sigmas]
+
+    return _runs(model, encoded, conditions)
+
+
+def _rows(enc: EncoderOutput, sel: torch.Tensor) -> EncoderOutput:
+    """The samples ``sel`` (a (B,) bool) of a batch's encoder output."""
+    return enc._replace(tokens=enc.tokens[sel], mask=enc.mask[sel], pooled=enc.pooled[sel],
+                        present=None if enc.present is None else enc.present[sel],
+                        detail=None if enc.detail is None else tuple(d[sel] for d in enc.detail))
+
+
+def _run_without_image(model: Model, encoded: list, texts: list[str]) -> dict:
+    """``_run(drop="image")`` with each distinct sentence run once: with the image gone (every sample gets the
+    same stand-in), a sample's outputs are a function of its text alone. The split's sentences repeat (shapes:
+    about half of 1,000 are distinct), so this is the cheapest of the runs."""
+    _, first, inverse = np.unique(np.asarray(texts, dtype=str), return_index=True, return_inverse=True)
+    keep = np.zeros(len(texts), dtype=bool)
+    keep[first] = True
+    reduced = []
+    for idx, enc in encoded:
+        sel = torch.from_numpy(keep[idx.numpy()])
+        if bool(sel.any()):
+            reduced.append((idx[sel], {m: _rows(e, sel) for m, e in enc.items()}))
+    out = _run(model, reduced, drop="image")  # rows: the kept samples, in split order
+    row_of = np.zeros(len(texts), dtype=np.int64)
+    row_of[keep] = np.arange(int(keep.sum()))
+    rows = row_of[first[inverse.reshape(-1)]]  # each sample's row: its sentence's first sample
+    return {"probs": {t: p[rows] for t, p in out["probs"].items()},
+            "mask": None if out["mask"] is None else out["mask"][rows]}
 
 
 def outcomes(model: Model, data: MMDataset, prepared, outputs: dict, *, threshold: float = 0.5) -> dict:
@@ -214,7 +302,7 @@ def _check(model: Model, data: MMDataset, noise_levels, missing_rates, batch_siz
 
 @torch.inference_mode()
 def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_rates=(0, .25, .5, .75, 1.0),
-           seed: int = 0, batch_size: int = 256, change_threshold: float = CHANGE_THRESHOLD,
+           seed: int = 0, batch_size: int = BATCH, change_threshold: float = CHANGE_THRESHOLD,
            tie_threshold: float = TIE_THRESHOLD, compose_curves: bool = True, prepared=None,
            fast: bool = False) -> dict[str, Any]:
     """Ablate the modalities of ``model`` on ``data``; deterministic by ``seed``.
@@ -222,8 +310,9 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
     Returns:
       "table": rows {"condition": "both" | "image only" | "text only" | "image noise σ=0.5" | ...,
                "dropped", "noisy", "sigma", **score(...)}; "image only" drops the text, "text only" the image;
-               noise adds N(0, (σ · feature std)^2) to the encoder's tokens and pooled vector (the
-               per-dimension std over the split's real tokens / pooled vectors).
+               noise adds σ · std · z to the encoder's tokens and pooled vector (std per dimension over the
+               split's real tokens / pooled vectors) and to the image's skip maps (std per channel); z is standard
+               normal, drawn per sample from its own generator (``seed``, its index), the same z at every σ.
       "curves": {"image": [(rate, metric)], "text": [...]}: the primary metric when that modality is
                missing for a Bernoulli(rate) share of samples (per-sample mask as ``drop``). The
                masks of one modality share their uniform draws across rates, so a sample missing at
@@ -239,40 +328,36 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
                first n pairs: the zoo ships it, so a page opens on it at once).
       "seconds": wall time; "encode_seconds": of which the one encoding pass.
     ``prepared``: a ``train.Prepared`` of ``data`` for this model, to reuse cached features.
-    ``fast``: bfloat16 where the machine runs it natively (``mmlab.evaluate.fast_inference``), for a page
-    waiting on a live ablation; the zoo's stored ablations are float32.
+    ``fast``: ``mmlab.evaluate.fast_model`` (a mask model's bfloat16 copy where the machine runs it natively),
+    for a page waiting on a live ablation; the zoo's stored ablations are float32.
     """
     from mmlab.train import Prepared
 
     _check(model, data, noise_levels, missing_rates, batch_size)
-    if fast:
-        from mmlab.evaluate import fast_inference
-
-        with fast_inference():
-            return ablate(model, data, noise_levels=noise_levels, missing_rates=missing_rates, seed=seed,
-                          batch_size=batch_size, change_threshold=change_threshold, tie_threshold=tie_threshold,
-                          compose_curves=compose_curves, prepared=prepared)
     t0 = time.perf_counter()
+    prepared = prepared or Prepared(model, data)  # from the model as given: cached features are its own
+    if fast:
+        from mmlab.evaluate import fast_model
+
+        model = fast_model(model)
     was_training = model.training
     model.eval()
     try:
-        prepared = prepared or Prepared(model, data)
         encoded = _encode(model, prepared, batch_size)
         t_enc = time.perf_counter() - t0
         runs = {"both": _run(model, encoded), "image only": _run(model, encoded, drop="text"),
-                "text only": _run(model, encoded, drop="image")}
+                "text only": _run_without_image(model, encoded, list(data.texts))}
         rows = [{"condition": "both", "dropped": None, "noisy": None, "sigma": None},
                 {"condition": "image only", "dropped": "text", "noisy": None, "sigma": None},
                 {"condition": "text only", "dropped": "image", "noisy": None, "sigma": None}]
         conditions = {c: outcomes(model, data, prepared, runs[c]) for c in runs}
-        std = {m: _feature_std(encoded, m) for m in MODALITIES} if noise_levels else {}
-        for k, m in enumerate(MODALITIES):
-            for j, sigma in enumerate(noise_levels):
-                gen = torch.Generator().manual_seed(int(seed) * 1000 + 10 * k + j)
-                name = f"{m} noise σ={float(sigma):g}"
-                conditions[name] = outcomes(model, data, prepared,
-                                            _run(model, encoded, noise=(m, float(sigma)), std=std, gen=gen))
-                rows.append({"condition": name, "dropped": None, "noisy": m, "sigma": float(sigma)})
+        sigmas = [float(x) for x in noise_levels]
+        for k, m in enumerate(MODALITIES if sigmas else ()):
+            noisy = _run_noise(model, encoded, m, sigmas, _spread(encoded, m), seed=int(seed) * 1000 + 10 * k)
+            for sigma, out in zip(sigmas, noisy):
+                name = f"{m} noise σ={sigma:g}"
+                conditions[name] = outcomes(model, data, prepared, out)
+                rows.append({"condition": name, "dropped": None, "noisy": m, "sigma": sigma})
         u = {m: torch.rand(len(data), generator=torch.Generator().manual_seed(int(seed) * 1000 + 100 + k)).numpy()
              for k, m in enumerate(MODALITIES)}  # a sample missing at 25 % is missing at 50 % too
         curve_runs = {}

@@ -192,6 +192,32 @@ def refresh_domain(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | 
     return meta["domain"]
 
 
+def refresh_ablation(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = None,
+                     n_ablation: int = N_ABLATION) -> dict | None:
+    """Recompute a checkpoint's stored ablation (after a change to how ``mmlab.ablation`` measures), leaving its
+    other artifacts as they are; returns the new ablation record of the artifacts (None: nothing to ablate)."""
+    from safetensors.torch import load_file
+
+    import mmlab
+    from mmlab import zoo
+    from mmlab.ablation import ablate
+    from mmlab.evaluate import split_of
+
+    folder = zoo.resolve(name_or_dir, root)
+    stored = load(folder)
+    if stored is None:
+        raise InputError(f"{folder.name} has no artifacts to refresh: build them (mmlab zoo artifacts --only NAME)")
+    model = mmlab.load(folder, fresh=True)
+    tensors = {k: v for k, v in load_file(str(folder / FILE)).items() if not k.startswith(("abl.", "dec."))}
+    meta = dict(stored.meta, ablation=None)
+    if model.primary is not None or model.mask_head is not None:
+        test = split_of(model, "test")
+        t, meta["ablation"] = _ablation_tensors(ablate(model, test.subset(range(min(n_ablation, len(test)))))["samples"])
+        tensors.update(t)
+    _write(folder, tensors, meta)
+    return meta["ablation"]
+
+
 def _write(folder: Path, tensors: dict, meta: dict) -> None:
     """Both files atomically (temporary names, then renames)."""
     from safetensors.torch import save_file

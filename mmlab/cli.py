@@ -264,17 +264,19 @@ def cmd_zoo(args) -> int:
                 build_artifacts(e["name"])
         return 0
     if args.action == "artifacts":  # (re)compute what the pages open on, for every checkpoint or one
-        from mmlab.artifacts import build as build_artifacts
+        from mmlab import artifacts
 
-        from mmlab.artifacts import load as load_artifacts
+        build_artifacts = {"all": artifacts.build, "ablation": artifacts.refresh_ablation,
+                           "domain": artifacts.refresh_domain}[args.part]
+        load_artifacts = artifacts.load
 
         entries = [e for e in zoo.list_checkpoints() if not args.only or e["name"] == args.only]
         for e in entries:
             if e.get("experiment") is None:  # the photo model has no split to store results of
                 continue
-            if args.missing and load_artifacts(e["dir"]) is not None:
+            if args.missing and args.part == "all" and load_artifacts(e["dir"]) is not None:
                 continue
-            print(f"artifacts: {e['name']}", file=sys.stderr)
+            print(f"artifacts ({args.part}): {e['name']}", file=sys.stderr)
             build_artifacts(e["name"])
         return 0
     rows = zoo.list_checkpoints()
@@ -395,6 +397,8 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--only", help="with train, plan or artifacts: only this checkpoint")
     z.add_argument("--missing", action="store_true", help="with plan or artifacts: only those not built yet")
     z.add_argument("--no-artifacts", action="store_true", help="with train: skip the artifacts")
+    z.add_argument("--part", choices=("all", "ablation", "domain"), default="all",
+                   help="with artifacts: recompute only the stored ablation or domain scores, keeping the rest")
     z.add_argument("--quiet", action="store_true")
     z.add_argument("--json", action="store_true")
     z.set_defaults(func=cmd_zoo)

@@ -104,6 +104,20 @@ class Model(nn.Module):
             m: nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim)) for m in MODALITIES
         }) if cfg.missing == "impute" else None
 
+    def __getstate__(self) -> dict:  # a copy (copy.deepcopy, pickle) gets a lock of its own
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._lock = threading.RLock()
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        """The dtype of the model's floating weights: float32, or bfloat16 for ``evaluate.fast_model``'s copy."""
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
+
     # ---- encoding -------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text_encoder.tokenize(texts)
@@ -116,6 +130,11 @@ class Model(nn.Module):
         """images (B, 3, S, S) float in [0, 1]; text: the tokenizer's tensors; ``features``: already
         extracted backbone features of frozen encoders per modality (``mmlab.features``)."""
         features = features or {}
+        dtype = self.float_dtype
+        if dtype != torch.float32:  # a bfloat16 copy: its inputs follow (the data and cached features are float32)
+            images = images.to(dtype) if images is not None else None
+            features = {m: {k: v.to(dtype) if v.is_floating_point() else v for k, v in f.items()}
+                        for m, f in features.items()}
         inputs = {"image": {"images": images}, "text": text}
         return {m: self.encoder(m).encode(inputs[m], features.get(m)) for m in MODALITIES}
 

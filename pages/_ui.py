@@ -157,6 +157,22 @@ def checkpoint_split(entry: dict, split: str = "test"):
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _live_scores(model_dir: str, mtime: float, n: int) -> dict:
+    from mmlab.evaluate import first_pairs_scores
+
+    return first_pairs_scores(_load_model(model_dir, mtime), n)
+
+
+def live_scores(entry: dict, n: int) -> dict | None:
+    """A checkpoint's metrics on the first ``n`` pairs of its test split, computed now (bfloat16 where the CPU
+    has it), or None when its data is not available here."""
+    try:
+        return _live_scores(entry["dir"], _mtime(entry), n)
+    except InputError:
+        return None
+
+
 def _sync_sentence(key: tuple, sentence: str) -> None:
     """Put the sample's sentence in the text box when the sample changes (not on the first run of a shared
     link that carries its own ``?text=``)."""

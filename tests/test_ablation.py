@@ -185,3 +185,31 @@ def test_summarize_re_reads_the_record_for_the_first_n_pairs(result, trained, te
         assert a["iou"] == pytest.approx(b["iou"], abs=1e-6) and a["accuracy"] == b["accuracy"]
     assert first["curves"] == live["curves"]
     assert first["decider"]["counts"] == live["decider"]["counts"]
+
+
+def test_noise_does_not_depend_on_the_batch_size(trained, test_data):
+    """Each sample's noise comes from its own generator and the scale from the whole split, so the noisy
+    conditions of a sample are the same whichever batch it is scored in."""
+    data = test_data.subset(np.arange(60))
+    a = ablate(trained, data, noise_levels=(1.0, 3.0), missing_rates=(0.0,), seed=2, batch_size=7)
+    b = ablate(trained, data, noise_levels=(1.0, 3.0), missing_rates=(0.0,), seed=2, batch_size=64)
+    for name in ("image noise σ=1", "image noise σ=3", "text noise σ=3"):
+        ca, cb = a["samples"]["conditions"][name], b["samples"]["conditions"][name]
+        np.testing.assert_allclose(ca["iou"], cb["iou"], atol=1e-4)
+        assert (ca["pred"]["label"] == cb["pred"]["label"]).mean() >= 0.98
+    both = {row["condition"]: row for row in a["table"]}
+    assert both["image noise σ=3"]["iou"] < both["both"]["iou"]  # loud noise on the image costs the mask
+
+
+def test_fast_ablation_is_a_bfloat16_copy_that_moves_no_metric_far(trained, test_data):
+    from mmlab.evaluate import bf16_supported, fast_model
+
+    data = test_data.subset(np.arange(100))
+    exact = {row["condition"]: row for row in ablate(trained, data)["table"]}
+    fast = {row["condition"]: row for row in ablate(trained, data, fast=True)["table"]}
+    for name, row in fast.items():
+        assert row["iou"] == pytest.approx(exact[name]["iou"], abs=0.01)
+        assert row["accuracy"] == pytest.approx(exact[name]["accuracy"], abs=0.03)
+    copy = fast_model(trained)
+    assert copy.float_dtype == (torch.bfloat16 if bf16_supported() else torch.float32)
+    assert trained.float_dtype == torch.float32  # the model itself is untouched
