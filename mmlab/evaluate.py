@@ -30,6 +30,13 @@ def bf16_supported() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def batches(n: int, size: int) -> list[torch.Tensor]:
+    """Indices of ``n`` samples in batches of at most ``size``, as equal as they can be (1,000 in 128s: eight of
+    125, not seven of 128 and one of 104), so the kernels oneDNN builds for the first batch's shape serve all."""
+    count = max(1, -(-n // max(1, size)))
+    return [idx for idx in torch.arange(n).tensor_split(count) if len(idx)]
+
+
 _FAST: "weakref.WeakKeyDictionary[Model, tuple[tuple, Model]]" = weakref.WeakKeyDictionary()
 _FAST_LOCK = threading.Lock()
 
@@ -38,7 +45,8 @@ def fast_model(model: Model) -> Model:
     """The model to score a whole split with when a page waits on it: for a mask model, a bfloat16 copy where the
     machine runs bfloat16 natively (``bf16_supported``); else ``model`` itself. Kept per model and remade when its
     weights change. Measured on the shipped zoo (``bench/compare_all.py --fast``, this project's AMX CPU): the
-    mask group's 1,000 pairs take 4.6 s instead of 9.2 s, and no metric of a mask model moves by more than 3e-4;
+    mask group's 1,000 pairs take 4.6 s instead of 9.2 s, and no test metric of a mask model moves by more than
+    3e-4 (under the ablation's noise, up to 3e-3: the transformer's least certain masks);
     classifiers' accuracy moves by up to 0.008 (macro-F1 0.02) for the least certain ones, and they take at
     most 2.4 s a group in float32, so they stay in float32. The shipped metrics and ``mmlab eval`` are float32."""
     if not model.cfg.mask or not bf16_supported() or model.float_dtype != torch.float32:
@@ -90,8 +98,7 @@ def predict_dataset(model: Model, data: MMDataset, *, drop=None, batch_size: int
     probs: dict[str, list] = {t: [] for t in model.cfg.targets}
     masks, emb, contrast = [], {"image": [], "text": [], "fused": []}, {"image": [], "text": []}
     captions, generated_images = [], []
-    for s in range(0, prepared.n, batch_size):
-        idx = torch.arange(s, min(s + batch_size, prepared.n))
+    for idx in batches(prepared.n, batch_size):
         out = run_model(model, prepared.inputs(idx), {k: v[idx] for k, v in drop.items()} if isinstance(drop, dict)
                         else drop)
         for t, logit in out.logits.items():
