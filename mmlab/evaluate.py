@@ -57,6 +57,8 @@ def fast_model(model: Model) -> Model:
         if kept is None or kept[0] != stamp:
             with model._lock:
                 copy = _copy.deepcopy(model).eval()
+            if copy.mask_head is not None:  # its last stage at half size: no full-size map but the mask
+                copy.mask_head.fold_last_stage()
             kept = _FAST[model] = (stamp, _fold_batch_norms(copy).to(torch.bfloat16))
         return kept[1]
 

@@ -34,6 +34,68 @@ def _block(block: nn.Sequential, x: torch.Tensor, *, last: bool = False) -> torc
     return torch.relu_(norm(x))
 
 
+class SubPixelStage(nn.Module):
+    """The decoder's last stage (2x transposed conv -> concat the full-size skip -> 3x3 conv -> GroupNorm -> ReLU ->
+    1x1 output conv) computed exactly at the lower resolution, for an inference copy (``MaskDecoder.fold_last_stage``).
+
+    A full-size map is held as its four sub-pixel phases (``pixel_unshuffle``): the transposed conv and the 3x3 conv
+    fold into one 3x3 conv over the half-size input and the unshuffled skip, the transposed conv's bias (which the
+    full-size zero padding cuts at the border) into a constant map, GroupNorm keeps its groups (a group's channels
+    stay together, phase by phase), and the output conv acts per phase; ``pixel_shuffle`` makes the mask. No map
+    at the full size is ever made but the mask: on a bfloat16 CPU copy, the stage's memory passes were half the
+    decoder's time.
+    """
+
+    def __init__(self, upsample: nn.ConvTranspose2d, block: nn.Sequential, out: nn.Conv2d, *, skip: int, size: int):
+        super().__init__()
+        conv, norm, _ = block
+        if upsample.kernel_size != (2, 2) or upsample.stride != (2, 2) or conv.kernel_size != (3, 3) \
+                or conv.padding != (1, 1) or out.kernel_size != (1, 1) or not isinstance(norm, nn.GroupNorm):
+            raise ValueError("only a 2x transposed conv, a padded 3x3 conv, GroupNorm and a 1x1 output fold")
+        with torch.no_grad():
+            w, wt = conv.weight.float(), upsample.weight.float()  # (C, Cu + skip, 3, 3), (Cin, Cu, 2, 2)
+            C, cu, cin = w.shape[0], wt.shape[1], wt.shape[0]
+            kernel = w.new_zeros(C, 2, 2, cin + 4 * skip, 3, 3)  # output (channel, row phase, column phase)
+            for a in range(2):
+                for b in range(2):
+                    for dy in range(3):
+                        for dx in range(3):
+                            sy, sx = a + dy - 1, b + dx - 1  # the input's full-size offset from this output phase
+                            ky, kx, py, px = sy // 2 + 1, sx // 2 + 1, sy % 2, sx % 2  # half-size tap, input phase
+                            kernel[:, a, b, :cin, ky, kx] += w[:, :cu, dy, dx] @ wt[:, :, py, px].T
+                            kernel[:, a, b, cin + torch.arange(skip) * 4 + py * 2 + px, ky, kx] += w[:, cu:, dy, dx]
+            ones = torch.ones(1, cu, 2 * size, 2 * size) * upsample.bias.float().view(1, cu, 1, 1)
+            bias = F.conv2d(ones, w[:, :cu], conv.bias.float() if conv.bias is not None else None, padding=1)
+            wo = out.weight.float()[:, :, 0, 0]  # (K, C)
+            K = wo.shape[0]
+            out_w = torch.zeros(K, 4, C, 4)
+            for phase in range(4):
+                out_w[:, phase, :, phase] = wo
+        bias = F.pixel_unshuffle(bias, 2)[0]  # (4C, size, size): constant inside, the padding cuts the border
+        self.conv = nn.Conv2d(cin + 4 * skip, 4 * C, 3, padding=1)
+        self.conv.weight.data.copy_(kernel.reshape(4 * C, cin + 4 * skip, 3, 3))
+        self.conv.bias.data.copy_(bias[:, 1, 1])
+        self.register_buffer("border", bias - bias[:, 1:2, 1:2])  # (4C, size, size), zero but on the border
+        self.norm = nn.GroupNorm(norm.num_groups, 4 * C, eps=norm.eps)
+        self.norm.weight.data.copy_(norm.weight.float().repeat_interleave(4))
+        self.norm.bias.data.copy_(norm.bias.float().repeat_interleave(4))
+        self.out = nn.Conv2d(4 * C, 4 * K, 1)
+        self.out.weight.data.copy_(out_w.reshape(4 * K, 4 * C, 1, 1))
+        self.out.bias.data.copy_(out.bias.float().repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        """x (B, Cin, h, w), skip (B, skip, 2h, 2w) or None -> output logits (B, K, 2h, 2w)."""
+        if skip is not None:
+            x = torch.cat([x, F.pixel_unshuffle(skip, 2).to(x.dtype)], 1)
+        x = self.conv(x.contiguous(memory_format=torch.channels_last))
+        border = self.border
+        x[:, :, 0] += border[:, 0]  # the first and last rows and columns: the rest of the bias map is zero
+        x[:, :, -1] += border[:, -1]
+        x[:, :, 1:-1, 0] += border[:, 1:-1, 0]
+        x[:, :, 1:-1, -1] += border[:, 1:-1, -1]
+        return F.pixel_shuffle(self.out(torch.relu_(self.norm(x))), 2)
+
+
 class MaskDecoder(nn.Module):
     """fused (B, D) or tokens (B, h*w, D) [+ detail maps] -> mask logits (B, S, S).
 
@@ -66,6 +128,16 @@ class MaskDecoder(nn.Module):
             for cout, extra in zip(widths, self.skips)
         )
         self.out = nn.Conv2d(widths[-1] if widths else width, 1, 1)
+        self.folded: SubPixelStage | None = None  # the last stage at half size, on an inference copy
+
+    def fold_last_stage(self) -> "MaskDecoder":
+        """Compute the last upsampling stage and the output conv at half size (``SubPixelStage``); for an inference
+        copy only (its submodules then no longer train). Returns self. (Folding the earlier stage too was slower:
+        its maps are thick enough already.)"""
+        if self.upsample:
+            self.folded = SubPixelStage(self.upsample[-1], self.up[-1], self.out, skip=self.skips[-1],
+                                        size=self.skip_sizes[-1] // 2)
+        return self
 
     def forward(self, fused: torch.Tensor, tokens: torch.Tensor | None = None,
                 detail: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
@@ -84,15 +156,21 @@ class MaskDecoder(nn.Module):
         x = _block(self.stem, x.contiguous(memory_format=cl))
         for block in self.context:
             x = x + _block(block, x)
-        for i, (upsample, stage, size, extra) in enumerate(zip(self.upsample, self.up, self.skip_sizes, self.skips)):
+        stages = list(zip(self.upsample, self.up, self.skip_sizes, self.skips))
+        last = len(stages) - 1
+        for i, (upsample, stage, size, extra) in enumerate(stages):
+            skip = by_size.get(size)
+            if extra and skip is None:  # an encoder without skips (frozen features): zeros keep the shapes
+                skip = x.new_zeros(B, extra, size, size)
+            if i == last and self.folded is not None:
+                x = self.folded(x, skip if extra else None)  # the mask logits, made at half size
+                break
             x = upsample(x)  # (B, c, 2h, 2w)
             if extra:
-                skip = by_size.get(size)
-                if skip is None:  # an encoder without skips (frozen features): zeros keep the shapes
-                    skip = x.new_zeros(B, extra, size, size)
                 x = torch.cat([x, skip], 1)
-            x = _block(stage, x, last=i == len(self.up) - 1)
-        x = self.out(x)
+            x = _block(stage, x, last=i == last)
+        else:
+            x = self.out(x)
         if x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return x[:, 0]  # (B, S, S)

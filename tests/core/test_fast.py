@@ -72,3 +72,25 @@ def test_a_classifier_is_scored_as_it_is(data):
     m = build_model(ModelConfig(fusion="concat", targets={"label": 4}, dim=32), classes={"label": data.classes["label"]},
                     tokenizer=WordTokenizer.fit(data.texts).to_json())
     assert fast_model(m) is m
+
+
+@pytest.mark.parametrize("detail", [True, False], ids=["skips", "no-skips"])
+def test_the_last_stage_at_half_size_is_the_same_function(detail):
+    """The sub-pixel form of the last stage (transposed conv + skip + conv + GroupNorm + ReLU + output conv, all at
+    half size) computes what the stage computes, border included, for any weights."""
+    from mmlab.heads.mask_decoder import MaskDecoder
+
+    torch.manual_seed(1)
+    dec = MaskDecoder(32, grid=(8, 8), image_size=32, width=16, from_vector=False,
+                      detail={16: 12, 32: 3}).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.normal_(0, 0.3)  # biases and GroupNorm's affine too: nothing left at its neutral start
+    tokens = torch.randn(5, 64, 32)
+    skips = (torch.randn(5, 12, 16, 16), torch.rand(5, 3, 32, 32)) if detail else None
+    with torch.inference_mode():
+        expected = dec(tokens.mean(1), tokens, skips)
+        folded = copy.deepcopy(dec).fold_last_stage()
+        got = folded(tokens.mean(1), tokens, skips)
+    assert folded.folded is not None and got.shape == expected.shape == (5, 32, 32)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
