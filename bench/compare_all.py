@@ -14,7 +14,7 @@ the first ``--pairs`` pairs of its dataset's test split, three ways:
 
 Loading the checkpoints and the data is timed apart. With an empty zoo, untrained shapes models
 of every registered strategy stand in (reported as such). ``--fast`` runs ``predict_dataset(fast=True)``
-(a bfloat16 copy where the CPU runs it natively; cold includes making the copy) and reports how far each
+(a mask model's bfloat16 inference copy where the CPU runs it natively; cold includes making the copy) and reports how far each
 checkpoint's metrics moved from float32; ``--group`` keeps the groups whose name contains it.
 
     python bench/compare_all.py [--quick] [--pairs 1000] [--batch-size 128] [--fresh-cache] [--fast] [--group masks]
@@ -107,7 +107,7 @@ def main() -> None:
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=None, help="test pairs per checkpoint (default 1000; 64 with --quick)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--fast", action="store_true", help="predict_dataset(fast=True): bfloat16 where the CPU runs it")
+    p.add_argument("--fast", action="store_true", help="predict_dataset(fast=True): a mask model in bfloat16 where the CPU runs it")
     p.add_argument("--group", help="only the groups (dataset · task) whose name contains this, e.g. 'masks'")
     p.add_argument("--fresh-cache", action="store_true",
                    help="point MMLAB_CACHE at an empty folder, so cold includes computing frozen features")

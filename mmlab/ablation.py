@@ -185,11 +185,11 @@ def _side_by_side(jobs: dict) -> dict:
     workers = min(len(jobs), threads) if _threads_are_per_thread() else 1
     if workers < 2:
         return {name: job() for name, job in jobs.items()}
-    grad = torch.is_inference_mode_enabled()
+    inference = torch.is_inference_mode_enabled()  # per thread, like the thread count: carried over
 
     def call(job):
         torch.set_num_threads(max(1, threads // workers))  # this worker thread's own count
-        with torch.inference_mode(grad):
+        with torch.inference_mode(inference):
             return job()
 
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mmlab-ablation") as pool:

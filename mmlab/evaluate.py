@@ -15,7 +15,7 @@ from mmlab.fusion.base import without_maps
 from mmlab.model import Model
 
 RETRIEVAL_POOL = 1000  # image<->text retrieval is scored among this many test pairs
-BATCH = 128  # pairs per batch when scoring a split: on 2 cores, 1.2-1.4x faster than 256 (the maps fit the caches)
+BATCH = 128  # pairs per batch when scoring a split: on 2 cores, 1.2-1.3x faster than 256 (the maps fit the caches)
 
 
 def bf16_supported() -> bool:
@@ -44,11 +44,12 @@ _FAST_LOCK = threading.Lock()
 def fast_model(model: Model) -> Model:
     """The model to score a whole split with when a page waits on it: for a mask model, a bfloat16 copy where the
     machine runs bfloat16 natively (``bf16_supported``); else ``model`` itself. Kept per model and remade when its
-    weights change. Measured on the shipped zoo (``bench/compare_all.py --fast``, this project's AMX CPU): the
-    mask group's 1,000 pairs take 4.6 s instead of 9.2 s, and no test metric of a mask model moves by more than
-    3e-4 (under the ablation's noise, up to 3e-3: the transformer's least certain masks);
-    classifiers' accuracy moves by up to 0.008 (macro-F1 0.02) for the least certain ones, and they take at
-    most 2.4 s a group in float32, so they stay in float32. The shipped metrics and ``mmlab eval`` are float32."""
+    weights change. The copy's batch norms are folded into its convolutions and its decoder's last stage runs at
+    half size (both exact). Measured on the shipped zoo (``bench/compare_all.py --fast``, this project's AMX CPU):
+    the mask group's 1,000 pairs take about half the time (4.6-5.0 s against 9.2-10.3 s) and no test metric of a
+    mask model moves by more than 3e-4 (an ablation's, up to 3e-3: the transformer's); a weak classifier's
+    accuracy moved by up to 0.008 (macro-F1 0.02), and classifiers take at most 2.9 s a group in float32, so
+    they stay in float32. The shipped metrics and ``mmlab eval`` are float32."""
     if not model.cfg.mask or not bf16_supported() or model.float_dtype != torch.float32:
         return model
     stamp = tuple((p.data_ptr(), p._version) for p in model.parameters())
@@ -228,8 +229,8 @@ def evaluate_checkpoint(model: Model, *, split: str = "test", n: int | None = No
 
 def first_pairs_scores(model: Model, n: int, *, fast: bool = True) -> dict:
     """``score`` on the first ``n`` pairs of the checkpoint's own test split (``shared_split``), scored live:
-    what Compare shows for a checkpoint without stored results. ``fast``: ``fast_model`` (bfloat16 where the
-    machine has it; the mask group's 1,000 pairs in under 5 s on this project's 2-core CPU)."""
+    what Compare shows for a checkpoint without stored results. ``fast``: ``fast_model`` (a mask model in
+    bfloat16 where the machine has it)."""
     data = shared_split(model, "test")
     data = data.subset(range(min(max(1, int(n)), len(data))))
     return score(model, data, predict_dataset(model, data, fast=fast))
