@@ -28,6 +28,10 @@ def app_env(tiny_zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("MMLAB_USER_CHECKPOINTS", str(tmp_path / "user-checkpoints"))
     monkeypatch.setenv("MMLAB_USER_DATA", str(tmp_path / "user-data"))
     monkeypatch.setenv("MMLAB_CACHE", str(tmp_path / "cache"))
+    # no background warm-up in the test process: its daemon thread (the shipped zoo's models, then UMAP's
+    # compile) could still be inside torch or numba when pytest exits, which aborts the process (tests/test_warm.py
+    # tests the warm-up itself)
+    monkeypatch.setenv("MMLAB_NO_WARM", "1")
     return tiny_zoo
 
 
