@@ -19,7 +19,8 @@ BATCH = 128  # pairs per batch when scoring a split: on 2 cores, 1.2-1.3x faster
 
 
 def bf16_supported() -> bool:
-    """Whether this machine runs bfloat16 natively (CUDA, or a CPU with AMX / AVX512-BF16), where a bfloat16 copy pays."""
+    """Whether this machine runs bfloat16 natively (CUDA, or a CPU with AMX / AVX512-BF16): where a bfloat16
+    copy pays."""
     if torch.cuda.is_available():
         return True
     try:

@@ -76,8 +76,9 @@ for start in range(0, len(runs), per_row):
             ms = ui.latency_ms(e["dir"], ui.mtime(e), sample.image, sample.text)
             answer = (f"answers **{viz.md_escape(pred.label)}** ({pred.probs[pred.label]:.0%}) · "
                       if pred.label is not None and ok else "out of its domain · " if not ok else "")
-            st.markdown(f"{answer}{ms:.0f} ms", help="median of five warm predictions on this machine, of the first pair with a picture of this size "
-                             "(another sentence moves it by a few percent)")
+            st.markdown(f"{answer}{ms:.0f} ms",
+                        help="median of five warm predictions on this machine, of the first pair with a picture of "
+                             "this size (another sentence moves it by a few percent)")
             result = ui.explain_entry(e, sample, method)
             if result is not None:
                 note = " (no attention: Grad-CAM)" if result.method_used != method else ""

@@ -69,8 +69,8 @@ def test_fast_scoring_agrees_with_float32(model, data):
 
 def test_a_classifier_is_scored_as_it_is(data):
     """bfloat16 moves a weak classifier's accuracy by up to a point (measured on the zoo): classifiers stay float32."""
-    m = build_model(ModelConfig(fusion="concat", targets={"label": 4}, dim=32), classes={"label": data.classes["label"]},
-                    tokenizer=WordTokenizer.fit(data.texts).to_json())
+    m = build_model(ModelConfig(fusion="concat", targets={"label": 4}, dim=32),
+                    classes={"label": data.classes["label"]}, tokenizer=WordTokenizer.fit(data.texts).to_json())
     assert fast_model(m) is m
 
 
