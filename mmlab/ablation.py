@@ -374,10 +374,12 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
         encoded = _encode(model, prepared, batch_size)
         t_enc = time.perf_counter() - t0
         sigmas = [float(x) for x in noise_levels]
+        def noisy(m: str, seed: int) -> list:
+            return _run_noise(model, encoded, m, sigmas, _spread(encoded, m), seed)
+
         jobs = {}  # the longest first: they run side by side on the machine's cores
         for k, m in enumerate(MODALITIES if sigmas else ()):
-            jobs[m] = functools.partial(lambda m, seed: _run_noise(model, encoded, m, sigmas, _spread(encoded, m),
-                                                                   seed), m, int(seed) * 1000 + 10 * k)
+            jobs[m] = functools.partial(noisy, m, int(seed) * 1000 + 10 * k)
         jobs.update({"both": lambda: _run(model, encoded), "image only": lambda: _run(model, encoded, drop="text"),
                      "text only": lambda: _run_without_image(model, encoded, list(data.texts))})
         done = _side_by_side(jobs)

@@ -74,6 +74,16 @@ def _ablation_tensors(samples: dict) -> tuple[dict, dict]:
     return t, meta
 
 
+def _ablation_part(model, test, n_ablation: int) -> tuple[dict, dict | None]:
+    """The stored ablation of ``model`` on the first ``n_ablation`` pairs of its test split: (tensors, meta), or
+    ({}, None) for a model with neither a class nor a mask (alignment, generation): nothing to ablate."""
+    from mmlab.ablation import ablate
+
+    if model.primary is None and model.mask_head is None:
+        return {}, None
+    return _ablation_tensors(ablate(model, test.subset(range(min(n_ablation, len(test)))))["samples"])
+
+
 def _embedding_tensors(emb: dict) -> tuple[dict, dict]:
     import torch
 
@@ -96,7 +106,6 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
 
     import mmlab
     from mmlab import checkpoint, zoo
-    from mmlab.ablation import ablate
     from mmlab.domain import Domain, encode_images
     from mmlab.evaluate import experiment_of, split_of
     from mmlab.experiment import load_split
@@ -115,11 +124,8 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     meta: dict = {"version": VERSION, "weights": weights_digest(folder), "split": f"{test.name} test",
                   "data_options": exp.data_options}
 
-    meta["ablation"] = None  # a model with neither a class nor a mask (alignment, generation) has nothing to ablate
-    if model.primary is not None or model.mask_head is not None:
-        found = ablate(model, test.subset(range(min(n_ablation, len(test)))))
-        t, meta["ablation"] = _ablation_tensors(found["samples"])
-        tensors.update(t)
+    t, meta["ablation"] = _ablation_part(model, test, n_ablation)
+    tensors.update(t)
 
     emb = embed_split(model, test, max_points=n_embed)
     for m in ("image", "text", "fused"):  # the layouts are made of exactly the stored (float16) vectors
@@ -159,23 +165,32 @@ def build(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = No
     return folder
 
 
-def refresh_domain(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = None) -> dict:
-    """Refit a checkpoint's domain record (its train and validation splits) and rescore its stored test
-    pictures, leaving its other artifacts as they are; returns the new domain record of the artifacts."""
-    import torch
+def _to_refresh(name_or_dir: str | os.PathLike, root) -> tuple[Path, "Artifacts", object, dict]:
+    """A checkpoint whose stored results are being partly recomputed: (folder, its artifacts, its model loaded
+    afresh, its stored tensors); ``InputError`` when it has none yet."""
     from safetensors.torch import load_file
 
     import mmlab
-    from mmlab import checkpoint, zoo
-    from mmlab.domain import Domain, encode_images
-    from mmlab.evaluate import experiment_of, split_of
-    from mmlab.experiment import load_split
+    from mmlab import zoo
 
     folder = zoo.resolve(name_or_dir, root)
     stored = load(folder)
     if stored is None:
         raise InputError(f"{folder.name} has no artifacts to refresh: build them (mmlab zoo artifacts --only NAME)")
-    model = mmlab.load(folder, fresh=True)
+    return folder, stored, mmlab.load(folder, fresh=True), load_file(str(folder / FILE))
+
+
+def refresh_domain(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | None = None) -> dict:
+    """Refit a checkpoint's domain record (its train and validation splits) and rescore its stored test
+    pictures, leaving its other artifacts as they are; returns the new domain record of the artifacts."""
+    import torch
+
+    from mmlab import checkpoint
+    from mmlab.domain import Domain, encode_images
+    from mmlab.evaluate import experiment_of, split_of
+    from mmlab.experiment import load_split
+
+    folder, stored, model, tensors = _to_refresh(name_or_dir, root)
     exp = experiment_of(model)
     model.domain = Domain.fit(model, load_split(exp, "train"), load_split(exp, "val"))
     config = json.loads((folder / checkpoint.CONFIG).read_text())
@@ -184,7 +199,6 @@ def refresh_domain(name_or_dir: str | os.PathLike, *, root: str | os.PathLike | 
     (folder / checkpoint.CONFIG).write_text(json.dumps(config, indent=2, allow_nan=False))
     test = split_of(model, "test")
     scores = model.domain.image_scores(*encode_images(model, test))
-    tensors = load_file(str(folder / FILE))
     tensors["dom.test_scores"] = torch.from_numpy(scores.astype(np.float16))
     meta = dict(stored.meta, domain={"test_flagged": float((scores > 1).mean()), "n": len(test)})
     meta["weights"] = weights_digest(folder)
@@ -196,24 +210,13 @@ def refresh_ablation(name_or_dir: str | os.PathLike, *, root: str | os.PathLike 
                      n_ablation: int = N_ABLATION) -> dict | None:
     """Recompute a checkpoint's stored ablation (after a change to how ``mmlab.ablation`` measures), leaving its
     other artifacts as they are; returns the new ablation record of the artifacts (None: nothing to ablate)."""
-    from safetensors.torch import load_file
-
-    import mmlab
-    from mmlab import zoo
-    from mmlab.ablation import ablate
     from mmlab.evaluate import split_of
 
-    folder = zoo.resolve(name_or_dir, root)
-    stored = load(folder)
-    if stored is None:
-        raise InputError(f"{folder.name} has no artifacts to refresh: build them (mmlab zoo artifacts --only NAME)")
-    model = mmlab.load(folder, fresh=True)
-    tensors = {k: v for k, v in load_file(str(folder / FILE)).items() if not k.startswith(("abl.", "dec."))}
-    meta = dict(stored.meta, ablation=None)
-    if model.primary is not None or model.mask_head is not None:
-        test = split_of(model, "test")
-        t, meta["ablation"] = _ablation_tensors(ablate(model, test.subset(range(min(n_ablation, len(test)))))["samples"])
-        tensors.update(t)
+    folder, stored, model, tensors = _to_refresh(name_or_dir, root)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(("abl.", "dec."))}
+    t, ablation = _ablation_part(model, split_of(model, "test"), n_ablation)
+    tensors.update(t)
+    meta = dict(stored.meta, ablation=ablation)
     _write(folder, tensors, meta)
     return meta["ablation"]
 

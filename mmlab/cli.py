@@ -266,18 +266,17 @@ def cmd_zoo(args) -> int:
     if args.action == "artifacts":  # (re)compute what the pages open on, for every checkpoint or one
         from mmlab import artifacts
 
-        build_artifacts = {"all": artifacts.build, "ablation": artifacts.refresh_ablation,
-                           "domain": artifacts.refresh_domain}[args.part]
-        load_artifacts = artifacts.load
+        make = {"all": artifacts.build, "ablation": artifacts.refresh_ablation,
+                "domain": artifacts.refresh_domain}[args.part]
 
         entries = [e for e in zoo.list_checkpoints() if not args.only or e["name"] == args.only]
         for e in entries:
             if e.get("experiment") is None:  # the photo model has no split to store results of
                 continue
-            if args.missing and args.part == "all" and load_artifacts(e["dir"]) is not None:
+            if args.missing and args.part == "all" and artifacts.load(e["dir"]) is not None:
                 continue
             print(f"artifacts ({args.part}): {e['name']}", file=sys.stderr)
-            build_artifacts(e["name"])
+            make(e["name"])
         return 0
     rows = zoo.list_checkpoints()
     if args.json:

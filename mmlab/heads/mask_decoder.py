@@ -21,16 +21,14 @@ from torch import nn
 _CHANNELS_LAST_NORM_FAST = (16, 64)
 
 
-def _block(block: nn.Sequential, x: torch.Tensor, *, last: bool = False) -> torch.Tensor:
+def _block(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """conv -> GroupNorm -> ReLU (in place: GroupNorm's gradient does not need its output). GroupNorm of
     channels-last bfloat16 maps is 3x slower than on the plain layout for most channel counts, so a bfloat16
-    copy (``evaluate.fast_model``) normalises those on the plain one, and comes back to channels-last unless
-    ``last`` (the 1x1 output convolution takes either)."""
+    copy (``evaluate.fast_model``) normalises those on the plain one and comes back to channels-last."""
     conv, norm, _ = block
     x = conv(x)
     if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.shape[1] not in _CHANNELS_LAST_NORM_FAST:
-        x = torch.relu_(norm(x.contiguous()))
-        return x if last else x.contiguous(memory_format=torch.channels_last)
+        return torch.relu_(norm(x.contiguous())).contiguous(memory_format=torch.channels_last)
     return torch.relu_(norm(x))
 
 
@@ -168,7 +166,7 @@ class MaskDecoder(nn.Module):
             x = upsample(x)  # (B, c, 2h, 2w)
             if extra:
                 x = torch.cat([x, skip], 1)
-            x = _block(stage, x, last=i == last)
+            x = _block(stage, x)
         else:
             x = self.out(x)
         if x.shape[-1] != self.image_size:

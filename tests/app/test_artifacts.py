@@ -27,3 +27,16 @@ def test_refreshing_the_ablation_keeps_the_other_artifacts(tiny_zoo, tmp_path):
     for key in kept:
         np.testing.assert_array_equal(after._a(key), before._a(key))
     assert {k for k in after._t if k.startswith(ablation)} == {k for k in before._t if k.startswith(ablation)}
+
+
+def test_refreshing_the_domain_keeps_the_other_artifacts(tiny_zoo, tmp_path):
+    folder = tmp_path / "tiny-cross"
+    shutil.copytree(tiny_zoo / "tiny-cross", folder)
+    before = artifacts.load(folder)
+    record = artifacts.refresh_domain(folder)
+    after = artifacts.load(folder)
+    assert record == after.meta["domain"] and 0.0 <= record["test_flagged"] <= 1.0
+    assert len(after._a("dom.test_scores")) == record["n"]
+    assert set(after._t) == set(before._t)
+    for key in (k for k in before._t if not k.startswith("dom.")):
+        np.testing.assert_array_equal(after._a(key), before._a(key))
