@@ -16,7 +16,6 @@ import streamlit as st  # noqa: E402
 from mmlab import warm  # noqa: E402
 
 st.set_page_config(page_title="mmlab · multimodal fusion lab", page_icon="🔬", layout="wide")
-warm.start()  # the first visitor's session starts loading the models in the background (once per server)
 
 PAGES = {
     "mmlab": [
@@ -37,4 +36,5 @@ PAGES = {
 }
 
 with warm.busy():  # idle-time work (UMAP's compile) waits for the pages, never the other way round
+    warm.start()  # the first visitor's session starts loading the models in the background (once per server)
     st.navigation(PAGES).run()

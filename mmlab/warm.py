@@ -1,20 +1,25 @@
 """Warm a fresh app server in the background, so nobody's first click pays for it.
 
 ``start()`` (called once per process by ``app.py``) runs in a daemon thread, at the lowest CPU priority
-it can get: import torch and the model code, load the checkpoints the pages open on (the flagship, the
-grounded twin, the photo model) with their stored results and test splits and run each once, then the rest of
-the flagship's group (Compare opens on it) with their stored results, and last,
-compile UMAP's numba code (its first call in a process takes 30 s here; the pages open on precomputed
-layouts, so only a user's own UMAP request could ever wait for it).
+it can get, once the first page's run has ended (importing torch beside it doubled that page's wait): import
+torch and the model code, load the checkpoints the pages open on (the flagship, the grounded twin, the photo
+model) with their stored results and test splits and run each once, then the rest of the flagship's group
+(Compare opens on it) with their stored results, and last, compile UMAP's numba code (its first call in a
+process takes 30 s here; the pages open on precomputed layouts, so only a user's own UMAP request could ever
+wait for it).
 
 The compile holds the interpreter lock for those 30 s, which would halve the speed of every page opened
 meanwhile, so it waits until the app is idle: ``app.py`` wraps each script run in ``busy()``, and each of
 the compile's two steps starts only when no run is active and none has ended for ``QUIET`` seconds.
-Nothing here imports Streamlit.
+After each step the objects loaded so far (modules, models, results: hundreds of thousands) are moved out of
+the garbage collector's view (``gc.freeze``): they live as long as the server, and a full collection that walks
+them all takes 0.15-0.5 s with the interpreter lock held, a stall in whatever page runs meanwhile. Nothing here
+imports Streamlit.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -66,6 +71,7 @@ def _nice() -> None:
 
 def _run(names: tuple[str, ...], umap: bool) -> None:
     _nice()
+    wait_until_idle(quiet=0.0)  # the first page paints first
     t0 = time.perf_counter()
     import torch  # noqa: F401
 
@@ -76,6 +82,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
     from mmlab.ui_state import zoo_groups
 
     done["imports"] = time.perf_counter() - t0
+    gc.freeze()
     entries = {e["name"]: e for e in zoo.list_checkpoints()}
     for e in (entries[n] for n in names if n in entries):  # in the order asked: the first page's model first
         t = time.perf_counter()
@@ -90,6 +97,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
         except InputError:
             continue
         done[e["name"]] = time.perf_counter() - t
+        gc.freeze()
     # the rest of the first model's group (the Compare page opens on it): loaded with their stored results
     group = next((g for g in zoo_groups(list(entries.values())).values() if names and any(e["name"] == names[0] for e in g)), [])
     t = time.perf_counter()
@@ -101,6 +109,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
             except InputError:
                 continue
     done["group"] = time.perf_counter() - t
+    gc.freeze()
     if umap:
         from mmlab.project import warm_umap
 

