@@ -1,6 +1,6 @@
 """App: cold start to the first rendered page, and the Playground's response to a new sentence.
 
-cold_start: ``streamlit run app.py`` on a free localhost port, timed from the launch to
+cold_start: ``mmlab app`` on a free localhost port, timed from the launch to
 (1) ``/_stcore/health`` answering 200, (2) the page HTML served at ``/``, and, when Debian's
 Chromium (``/usr/bin/chromium``, or ``$MMLAB_CHROMIUM``) and Playwright are installed, (3) the
 home page's title heading visible in a headless browser (the browser is started before the
@@ -60,11 +60,11 @@ def rss_mb(pid: int) -> dict:
     return out
 
 
-def launch(port: int, *flags: str) -> subprocess.Popen:
-    """``streamlit run app.py`` on ``port`` as ``mmlab app`` runs it (localhost, headless), plus ``flags``;
+def launch(port: int) -> subprocess.Popen:
+    """``mmlab app`` on ``port`` (localhost): Streamlit's server in that process, its warm-up started beside it;
     stderr kept for errors."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(C.ROOT / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *flags]
+    cmd = [sys.executable, "-c", "import sys; from mmlab.cli import main; sys.exit(main())", "app",
+           "--port", str(port), "--host", "127.0.0.1"]
     return subprocess.Popen(cmd, cwd=C.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -111,7 +111,7 @@ def cold_start(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     out: dict = {"url_port": port}
     t0 = time.perf_counter()
-    proc = launch(port, "--server.fileWatcherType", "none")
+    proc = launch(port)
     try:
         wait_healthy(proc, url, t0 + args.timeout)
         out["health_seconds"] = C.rounded(time.perf_counter() - t0)
@@ -185,7 +185,7 @@ def main() -> None:
     C.log("app: playground (AppTest)")
     play = C.run_guarded(lambda: playground(args))
     C.emit("app_timing", args, device, {
-        "what": "streamlit run app.py to the first rendered home page; AppTest Playground response to a new sentence",
+        "what": "mmlab app to the first rendered home page; AppTest Playground response to a new sentence",
         "zoo": C.zoo_root(), "cold_start": cold, "playground": play,
     })
 

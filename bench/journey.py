@@ -1,14 +1,18 @@
 """The user journey: a fresh app server, every page opened in real Chromium, then each page's main interaction,
-each timed until the page has settled (the script finished and the status widget is gone).
+each timed until the page has settled (the script finished, the status widget gone, and the browser's main
+thread free again).
 
-A fresh ``streamlit run app.py`` starts on a free localhost port over the shipped zoo; Debian's Chromium
-(``/usr/bin/chromium`` or ``$MMLAB_CHROMIUM``) driven by Playwright opens each page by its URL and waits
-for (1) the page's title (first paint) and (2) the end of the run. Then it does the page's main
-interaction (a new sentence, a toggle, a tab, the next page of a gallery) and times the rerun the same
-way. Targets (issue 18, a quiet 2-core machine): every first view <= 4 s from a fresh server, median <= 2 s;
-every main interaction <= 2 s. The load average is recorded beside the figures.
+A fresh ``mmlab app`` starts on a free localhost port over the shipped zoo; Debian's Chromium
+(``/usr/bin/chromium`` or ``$MMLAB_CHROMIUM``) driven by Playwright opens the home page by its URL, then each
+page as a visitor does (``--navigate link``, the default): by its link in the sidebar, in the same tab; or each
+page by its URL in a new tab, as a shared link opens (``--navigate url``: the browser loads Streamlit's
+front end and its chart code again for every page). A page with a query string (your photo on the
+Playground) is always opened by its URL, in a new tab. Each page is timed to (1) its title (first paint) and
+(2) the end of the run; then its main interaction (a new sentence, a toggle, a tab, the next page of a
+gallery) is timed the same way. Targets (issue 18, a quiet 2-core machine): every first view <= 4 s from a
+fresh server, median <= 2 s; every main interaction <= 2 s. The load average is recorded beside the figures.
 
-    python bench/journey.py [--quick] [--timeout 120]
+    python bench/journey.py [--quick] [--timeout 120] [--navigate link|url]
 """
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ import time
 import _common as C
 from app_timing import CHROMIUM, CHROMIUM_ARGS, free_port, launch, stop, wait_healthy
 
-NEW_SENTENCE = "the small red triangle left of the blue circle"
+# one sentence per page: in one tab the sentence box keeps what the last page was given, and the same
+# sentence again would not rerun anything
+SENTENCES = {"playground": "the small red triangle left of the blue circle", "compare": "the large blue circle",
+             "attention": "the green square above the red triangle"}
 
 
 def _fill(label: str, value: str):
@@ -56,23 +63,31 @@ def _upload_photo(page):
         files=[{"name": "cat.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
 
 
-# (url path, title shown, main interaction or None, what the interaction is)
+# (url path, title shown, main interaction or None, what the interaction is); a page's sidebar link is its
+# title in LINKS
 PAGES = [
     ("", "mmlab · a lab for multimodal fusion", None, "-"),
-    ("playground", "Playground", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
+    ("playground", "Playground", _fill("Sentence", SENTENCES["playground"]), "a new sentence"),
     ("playground?src=your+image&text=the+cat", "Playground", _upload_photo, "your photo, on the photo model"),
-    ("compare", "Compare strategies", _fill("Sentence", NEW_SENTENCE), "a new sentence through every checkpoint"),
-    ("attention", "Attention inspector", _fill("Sentence", NEW_SENTENCE), "a new sentence"),
+    ("compare", "Compare strategies", _fill("Sentence", SENTENCES["compare"]),
+     "a new sentence through every checkpoint"),
+    ("attention", "Attention inspector", _fill("Sentence", SENTENCES["attention"]), "a new sentence"),
     ("modality", "Modality lab", _click_label("Drop the text"), "drop the text"),
     ("latent", "Latent space", _click_label("Project fused with image + text"), "fused projected with the rest"),
     ("train", "Train", None, "-"),
     ("learn", "Learn: how to fuse two modalities", _tab("Attention ≠ explanation"), "the attention lesson's tab"),
     ("data", "Data", _fill("Page (1–84)", "2"), "the next page of the gallery"),
 ]
+LINKS = {"playground": "Playground", "compare": "Compare strategies", "attention": "Attention inspector",
+         "modality": "Modality lab", "latent": "Latent space", "train": "Train", "learn": "Learn", "data": "Data"}
+# resolves once the renderer's main thread has drawn a frame and run a task: charts still being laid out or a
+# chart library still being compiled hold it, and a click waits for them as a visitor does
+MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))"
 
 
 def settle(page, timeout: float, *, started: bool = False) -> None:
-    """Wait until the app's script has run to the end: the status widget ("Running…") gone for 0.3 s."""
+    """Wait until the app's script has run to the end (the status widget, "Running…", gone for 0.3 s) and the
+    browser has drawn what it sent (``MAIN_THREAD_FREE``)."""
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
     if not started:  # give the rerun a moment to begin before looking for its end
@@ -86,6 +101,7 @@ def settle(page, timeout: float, *, started: bool = False) -> None:
         elif quiet_since is None:
             quiet_since = now
         elif now - quiet_since >= 0.3:
+            page.evaluate(MAIN_THREAD_FREE)
             return
         page.wait_for_timeout(30)
     raise TimeoutError(f"the page did not settle within {timeout:g} s")
@@ -99,39 +115,52 @@ def journey(args) -> dict:
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     t0 = time.perf_counter()
-    proc = launch(port)  # as `mmlab app` starts it
+    proc = launch(port)  # `mmlab app`
     rows, outside = [], []
     try:
         wait_healthy(proc, url, t0 + args.timeout)
         server_seconds = time.perf_counter() - t0
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
-        for path, title, act, what in PAGES[: 3 if args.quick else None]:
-            page = context.new_page()
+        local = (url, "data:", "blob:")
+        context.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
+        pages = PAGES[: 3 if args.quick else None]
+        if args.navigate == "link":  # shared links (a query string) last, each in a tab of its own
+            pages = [p for p in pages if "?" not in p[0]] + [p for p in pages if "?" in p[0]]
+        tab = None
+        for path, title, act, what in pages:
+            by_link = args.navigate == "link" and tab is not None and path in LINKS
+            if not by_link:
+                if tab is not None:
+                    tab.close()
+                tab = context.new_page()
             t = time.perf_counter()
-            page.goto(f"{url}/{path}", wait_until="domcontentloaded")
-            page.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=args.timeout * 1000)
+            if by_link:
+                nav = tab.locator('[data-testid="stSidebarNav"]')
+                nav.get_by_role("link", name=LINKS[path], exact=True).click()
+            else:
+                tab.goto(f"{url}/{path}", wait_until="domcontentloaded")
+            tab.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=args.timeout * 1000)
             painted = time.perf_counter() - t
-            settle(page, args.timeout)
-            row = {"page": path or "home", "first_paint_seconds": C.rounded(painted),
-                   "first_view_seconds": C.rounded(time.perf_counter() - t), "interaction": what}
-            errors = page.locator('[data-testid="stException"]').count()
+            settle(tab, args.timeout)
+            row = {"page": path or "home", "opened_by": "sidebar link" if by_link else "url, new tab",
+                   "first_paint_seconds": C.rounded(painted), "first_view_seconds": C.rounded(time.perf_counter() - t),
+                   "interaction": what}
+            errors = tab.locator('[data-testid="stException"]').count()
             if act is not None:
                 t = time.perf_counter()
-                act(page)
-                settle(page, args.timeout)
+                act(tab)
+                settle(tab, args.timeout)
                 row["interaction_seconds"] = C.rounded(time.perf_counter() - t)
-                errors += page.locator('[data-testid="stException"]').count()
+                errors += tab.locator('[data-testid="stException"]').count()
             row["exceptions"] = errors
             rows.append(row)
-            page.close()
     finally:
         stop(proc)
         browser.close()
         pw.stop()
     views = [r["first_view_seconds"] for r in rows]
     acts = [r["interaction_seconds"] for r in rows if "interaction_seconds" in r]
-    return {"server_start_seconds": C.rounded(server_seconds), "pages": rows,
+    return {"server_start_seconds": C.rounded(server_seconds), "navigate": args.navigate, "pages": rows,
             "first_view_max": max(views), "first_view_median": C.rounded(statistics.median(views)),
             "interaction_max": max(acts) if acts else None,
             "targets": {"first_view_max": 4.0, "first_view_median": 2.0, "interaction_max": 2.0},
@@ -142,6 +171,8 @@ def journey(args) -> dict:
 def main() -> None:
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a page to settle")
+    p.add_argument("--navigate", choices=("link", "url"), default="link",
+                   help="link: each page by its sidebar link in one tab (a visitor); url: each by its URL in a new tab")
     args = p.parse_args()
     device = C.setup(args)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None

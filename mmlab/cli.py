@@ -289,14 +289,23 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_app(args) -> int:
-    import subprocess
-
+    """Streamlit's server in this process, with the background warm-up (``mmlab.warm``) started beside it: the
+    models load while the server starts and before anyone visits (``streamlit run app.py`` starts it with the
+    first visit instead)."""
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.is_file():
         raise InputError(f"app.py not found next to the mmlab package ({app})")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    return subprocess.call(cmd)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py sets it; before torch is imported
+    import pandas  # noqa: F401 - before the warm-up's thread, as app.py explains
+    from streamlit.web import cli as streamlit_cli
+
+    from mmlab import warm
+
+    warm.start()
+    streamlit_cli.main.main(args=["run", str(app), "--server.port", str(args.port), "--server.address", args.host,
+                                  "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            prog_name="streamlit", standalone_mode=False)
+    return 0
 
 
 def cmd_demo(args) -> int:

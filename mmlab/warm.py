@@ -1,16 +1,17 @@
 """Warm a fresh app server in the background, so nobody's first click pays for it.
 
-``start()`` (called once per process by ``app.py``) runs in a daemon thread, at the lowest CPU priority
-it can get, once the first page's run has ended (importing torch beside it doubled that page's wait): import
-torch and the model code, load the checkpoints the pages open on (the flagship, the grounded twin, the photo
-model) with their stored results and test splits and run each once, then the rest of the flagship's group
-(Compare opens on it) with their stored results, and last, compile UMAP's numba code (its first call in a
-process takes 30 s here; the pages open on precomputed layouts, so only a user's own UMAP request could ever
-wait for it).
+``start()`` runs in a daemon thread, at the lowest CPU priority it can get: ``mmlab app`` calls it as its
+server starts, before anyone visits; ``app.py`` calls it with the first visit otherwise (``streamlit run``).
+It imports torch and the model code, loads the checkpoints the pages open on (the flagship, the grounded twin,
+the photo model) with their stored results and test splits and runs each once, then the rest of the
+flagship's group (Compare opens on it) with their stored results, and last, compiles UMAP's numba code (its
+first call in a process takes 30 s here; the pages open on precomputed layouts, so only a user's own UMAP
+request could ever wait for it).
 
-The compile holds the interpreter lock for those 30 s, which would halve the speed of every page opened
-meanwhile, so it waits until the app is idle: ``app.py`` wraps each script run in ``busy()``, and each of
-the compile's two steps starts only when no run is active and none has ended for ``QUIET`` seconds.
+Pages come first: ``app.py`` wraps each script run in ``busy()``, and each step starts only when no run is
+active (sharing the interpreter lock with a step, importing torch, a split, a model, made a page's wait up to
+twice as long). The compile holds the lock for those 30 s, so each of its two steps also waits until no run
+has ended for ``QUIET`` seconds.
 After each step the objects loaded so far (modules, models, results: hundreds of thousands) are moved out of
 the garbage collector's view (``gc.freeze``): they live as long as the server, and a full collection that walks
 them all takes 0.15-0.5 s with the interpreter lock held, a stall in whatever page runs meanwhile. Nothing here
@@ -71,7 +72,7 @@ def _nice() -> None:
 
 def _run(names: tuple[str, ...], umap: bool) -> None:
     _nice()
-    wait_until_idle(quiet=0.0)  # the first page paints first
+    wait_until_idle(quiet=0.0)  # each step after the page running now, if any
     t0 = time.perf_counter()
     import torch  # noqa: F401
 
@@ -85,6 +86,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
     gc.freeze()
     entries = {e["name"]: e for e in zoo.list_checkpoints()}
     for e in (entries[n] for n in names if n in entries):  # in the order asked: the first page's model first
+        wait_until_idle(quiet=0.0)
         t = time.perf_counter()
         try:
             model = mmlab.load(e["dir"])
@@ -103,6 +105,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
     t = time.perf_counter()
     for e in group:
         if e["name"] not in names:
+            wait_until_idle(quiet=0.0)
             try:
                 mmlab.load(e["dir"])
                 artifacts.load(e["dir"])

@@ -5,7 +5,6 @@ import streamlit as st
 
 from mmlab import ui_state, viz
 from mmlab.errors import InputError
-from mmlab.evaluate import score_mask
 from pages import _ui as ui
 
 METHODS = ["attention", "rollout", "relevance", "gradcam"]
@@ -13,6 +12,7 @@ PICKED = "_compare_picked"  # {group: chosen names}: switching the group keeps e
 
 ui.page_header("Compare strategies", "The same image and sentence through every strategy trained for one question: "
                "what each answers, its map, the mask it draws, how long it takes. Below, the test-split numbers.")
+from mmlab.evaluate import score_mask  # noqa: E402 - after the title: it imports torch, seconds on a cold server
 
 entries = ui.checkpoints(ui.trained)
 if not entries:

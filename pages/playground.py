@@ -3,7 +3,6 @@ a map per word / head / layer with how far it can be trusted on this checkpoint,
 import streamlit as st
 
 from mmlab import viz
-from mmlab.evaluate import score_mask
 from pages import _ui as ui
 
 ALL_WORDS, MEAN = "all words", "mean"
@@ -11,6 +10,7 @@ ALL_WORDS, MEAN = "all words", "mean"
 ui.page_header("Playground", "Pick a sample or upload a picture, type a sentence, pick a checkpoint: see what the "
                "model answers, what its maps show (and how far they can be trusted), and the mask it draws for "
                "the object the sentence names.")
+from mmlab.evaluate import score_mask  # noqa: E402 - after the title: it imports torch, seconds on a cold server
 
 source = ui.pick_source(st.sidebar)
 entry = ui.pick_checkpoint(prefer=ui.default_for(source))

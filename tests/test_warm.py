@@ -1,5 +1,6 @@
 """The background warm-up of a fresh app server: once per process, off the user's path, off when asked."""
 import gc
+import os
 import time
 
 import pytest
@@ -74,3 +75,37 @@ def tiny_zoo_dir(tmp_path_factory):
                    model=ModelConfig(fusion="concat", dim=16, image_size=None),
                    train=TrainConfig(epochs=1, batch_size=32, threads=1)), root / "tiny", manifest=True)
     return root
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the server's memory map from /proc")
+def test_mmlab_app_serves_and_starts_warming_before_anyone_visits():
+    """``mmlab app`` runs Streamlit's server in its own process with the warm-up beside it: torch is loaded
+    there before the first visit (``streamlit run app.py`` would wait for a visitor)."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mmlab.cli", "app", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, torch_loaded, healthy = time.monotonic() + 120, False, False
+        while time.monotonic() < deadline and not (torch_loaded and healthy):
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            with open(f"/proc/{proc.pid}/maps") as f:
+                torch_loaded = "libtorch_cpu" in f.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    healthy = r.status == 200
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert healthy and torch_loaded
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    finally:
+        proc.terminate()
+        proc.wait(30)
