@@ -80,6 +80,9 @@ PAGES = [
 ]
 LINKS = {"playground": "Playground", "compare": "Compare strategies", "attention": "Attention inspector",
          "modality": "Modality lab", "latent": "Latent space", "train": "Train", "learn": "Learn", "data": "Data"}
+# true once no element waits for its code: Streamlit shows grey skeletons (hidden ones too, in a collapsed
+# expander) until a lazily loaded part of its front end (the chart library: seconds on this CPU) has arrived
+NOTHING_PENDING = "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
 # resolves once the renderer's main thread has drawn a frame and run a task: charts still being laid out or a
 # chart library still being compiled hold it, and a click waits for them as a visitor does
 MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))"
@@ -87,7 +90,7 @@ MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTim
 
 def settle(page, timeout: float, *, started: bool = False) -> None:
     """Wait until the app's script has run to the end (the status widget, "Running…", gone for 0.3 s) and the
-    browser has drawn what it sent (``MAIN_THREAD_FREE``)."""
+    browser has drawn what it sent (``NOTHING_PENDING``, then ``MAIN_THREAD_FREE``)."""
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
     if not started:  # give the rerun a moment to begin before looking for its end
@@ -101,6 +104,7 @@ def settle(page, timeout: float, *, started: bool = False) -> None:
         elif quiet_since is None:
             quiet_since = now
         elif now - quiet_since >= 0.3:
+            page.wait_for_function(NOTHING_PENDING, timeout=max(deadline - now, 0.001) * 1000, polling=30)
             page.evaluate(MAIN_THREAD_FREE)
             return
         page.wait_for_timeout(30)

@@ -1,8 +1,9 @@
 """The pictures and figures the app shows, built by plain functions (no Streamlit).
 
 Pictures are (H, W, 3) uint8 numpy arrays (``overlay``, ``mask_overlay``, ``to_rgb``);
-figures are plotly ``go.Figure`` objects (``probs_figure``, ``curves_figure``,
-``heatmap_figure``, ``latent_figure`` ...). ``png_bytes`` and ``figure_html`` turn them into
+figures are plotly ``go.Figure`` objects (``grouped_probs_figure``, ``curves_figure``,
+``heatmap_figure``, ``latent_figure`` ...); class probabilities are also given as table columns
+(``probs_table``), which a browser draws at once. ``png_bytes`` and ``figure_html`` turn them into
 downloads (the HTML carries plotly.js inside, so it opens offline).
 """
 from __future__ import annotations
@@ -216,18 +217,23 @@ def figure_html(fig) -> str:
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-def probs_figure(probs: Mapping[str, float], *, top: int = 10, title: str = "") -> object:
-    """Horizontal bars of the ``top`` class probabilities, largest on top, the winner highlighted."""
-    go = _go()
-    items = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
-    names, values = [k for k, _ in items], [float(v) for _, v in items]
-    colours = ["#d62728" if i == len(items) - 1 else "#1f77b4" for i in range(len(items))]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
-                           text=[f"{v:.1%}" for v in values], textposition="auto",
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(title=title or None, xaxis=dict(range=[0, 1], title="probability"),
-                      height=max(180, 36 * len(items) + 80), margin=dict(l=10, r=10, t=40 if title else 10, b=10))
-    return fig
+def probs_table(runs: Mapping[str, Mapping[str, float]], *, top: int = 8, name: str = "checkpoint") -> dict[str, list]:
+    """Class probabilities as table columns, to be drawn as bars in the cells (a browser draws a table at once; a
+    first chart on a page waits seconds on a 2-core CPU for the chart library, docs/BENCHMARKS.md).
+
+    One run: {"class", "probability"}: its ``top`` classes, largest first. Several: {``name``: the run names, then
+    one column per class}: the ``top`` classes by their largest probability in any run, in that order."""
+    runs = {str(k): {str(c): float(v) for c, v in p.items()} for k, p in runs.items()}
+    if len(runs) == 1:
+        (probs,) = runs.values()
+        items = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)[:top]
+        return {"class": [c for c, _ in items], "probability": [v for _, v in items]}
+    best: dict[str, float] = {}
+    for p in runs.values():
+        for c, v in p.items():
+            best[c] = max(best.get(c, 0.0), v)
+    classes = sorted(best, key=best.get, reverse=True)[:top]
+    return {name: list(runs), **{c: [p.get(c, 0.0) for p in runs.values()] for c in classes if c != name}}
 
 
 def grouped_probs_figure(runs: Mapping[str, Mapping[str, float]], *, top: int = 8, title: str = "") -> object:

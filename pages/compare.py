@@ -62,8 +62,8 @@ if flagged:
                f"({viz.md_escape(runs[0][1].domain.reason if runs and runs[0][1].domain else '')}): their answers are "
                "left out of the comparison below, and their pictures are marked.", icon=":material/warning:")
 if answers:
-    ui.show_figure(viz.grouped_probs_figure(answers, title="Class probabilities per checkpoint"),
-                   "compare-probabilities", key="probs")
+    st.markdown("**Class probabilities per checkpoint**")
+    ui.show_probabilities(answers)
 
 cards: list = []  # (map overlay, mask overlay) per checkpoint, for one PNG of the whole comparison
 per_row = min(3, max(1, len(runs)))

@@ -84,7 +84,10 @@ def test_playground_predicts_then_follows_the_sentence_and_the_word(app):
     pred = model.predict(image, text)
     assert m["Prediction"] == pred.label and m["Confidence"] == f"{pred.probs[pred.label]:.1%}"
     assert m["IoU"] == f"{score_mask(pred.mask, truth)['iou']:.3f}"
-    assert len(app.get("plotly_chart")) == 1  # the probabilities
+    probs = app.dataframe[0].value  # the probabilities, as bars in a table: largest first
+    assert probs["class"].iloc[0] == pred.label
+    assert probs["probability"].iloc[0] == pytest.approx(pred.probs[pred.label])
+    assert list(probs["probability"]) == sorted(probs["probability"], reverse=True)
     assert len(app.image) >= 3  # input, attention overlay, mask
     assert app.selectbox(key="ckpt").value == "tiny-cross"
 
@@ -158,7 +161,10 @@ def test_compare_shows_every_strategy_and_reads_the_stored_test_split(app):
     answers = [m.value for m in app.markdown if m.value.startswith("answers **")]
     assert len(answers) == 3 and all(a.endswith(" ms") for a in answers)  # the three checkpoints side by side
     assert "Grad-CAM" in image_captions(app)  # concat has no attention: Grad-CAM
-    table = app.dataframe[0].value
+    answers_table, table = (d.value for d in app.dataframe)  # the answers' probabilities, then the test split
+    assert set(answers_table["checkpoint"]) <= {"tiny-cross", "tiny-concat", "tiny-cross-droptext"}
+    probs = answers_table.drop(columns="checkpoint").to_numpy()
+    assert probs.size and ((probs >= 0) & (probs <= 1)).all()
     assert set(table["checkpoint"]) == {"tiny-cross", "tiny-concat", "tiny-cross-droptext"}
     assert (table["ms (one pair)"] > 0).all() and (table["parameters"] > 0).all()
     assert table.loc[table["strategy"] == "cross_attention", "seed's iou"].eq(0.9617).all()

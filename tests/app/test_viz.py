@@ -86,10 +86,16 @@ def test_png_bytes_round_trip():
 
 
 # ---- figures --------------------------------------------------------------------------------
-def test_probs_figure_sorts_and_highlights_the_winner():
-    fig = viz.probs_figure({"a": 0.2, "b": 0.7, "c": 0.1})
-    bar = fig.data[0]
-    assert list(bar.y) == ["c", "a", "b"] and bar.marker.color[-1] != bar.marker.color[0]
+def test_probs_table_sorts_one_run_and_lines_up_several():
+    one = viz.probs_table({"m": {"a": 0.2, "b": 0.7, "c": 0.1}}, top=2)
+    assert one == {"class": ["b", "a"], "probability": [0.7, 0.2]}  # largest first, the top two
+    many = viz.probs_table({"m1": {"a": 0.9, "b": 0.1}, "m2": {"a": 0.3, "b": 0.6, "c": 0.1}}, top=2)
+    # a row per run; the classes by their largest probability in any run; a class a run lacks is 0
+    assert many == {"checkpoint": ["m1", "m2"], "a": [0.9, 0.3], "b": [0.1, 0.6]}
+
+
+def test_figure_html_opens_offline():
+    fig = viz.bar_figure(["a", "b"], [0.2, 0.7])
     assert "<html>" in viz.figure_html(fig)[:200].lower() or "<!doctype" in viz.figure_html(fig)[:200].lower()
 
 
