@@ -195,7 +195,10 @@ def test_noise_does_not_depend_on_the_batch_size(trained, test_data):
     b = ablate(trained, data, noise_levels=(1.0, 3.0), missing_rates=(0.0,), seed=2, batch_size=64)
     for name in ("image noise σ=1", "image noise σ=3", "text noise σ=3"):
         ca, cb = a["samples"]["conditions"][name], b["samples"]["conditions"][name]
-        np.testing.assert_allclose(ca["iou"], cb["iou"], atol=1e-4)
+        # a noise drawn per batch moves IoUs by ~0.1; what is left is kernels summing in another order for
+        # another batch shape, which flips a pixel now and then (up to 0.002 of an IoU on an AVX2 CPU)
+        np.testing.assert_allclose(ca["iou"], cb["iou"], atol=0.01)
+        assert np.abs(np.asarray(ca["iou"]) - np.asarray(cb["iou"])).mean() < 1e-3
         assert (ca["pred"]["label"] == cb["pred"]["label"]).mean() >= 0.98
     both = {row["condition"]: row for row in a["table"]}
     assert both["image noise σ=3"]["iou"] < both["both"]["iou"]  # loud noise on the image costs the mask

@@ -57,7 +57,8 @@ def test_short_run_learns_the_named_objects_colour_from_both_modalities():
     from mmlab.data.shapes import COLOUR_NAMES
     from mmlab.train import seed_everything
 
-    train, test = load_dataset("shapes", "train", n=1500), load_dataset("shapes", "test", n=400)
+    # ~250 colour-blind sentences: with 400 test scenes (~50) one sample moved the accuracy by 0.02
+    train, test = load_dataset("shapes", "train", n=1500), load_dataset("shapes", "test", n=2000)
     blind = [i for i, t in enumerate(test.texts) if not any(c in t.split() for c in COLOUR_NAMES)]
     test = test.subset(blind)
     seed_everything(0)
@@ -67,9 +68,11 @@ def test_short_run_learns_the_named_objects_colour_from_both_modalities():
 
     model = build_model(ModelConfig(fusion="cross_attention", targets={"colour": 5}, dim=32, image_size=32),
                         classes={"colour": train.classes["colour"]}, tokenizer=WordTokenizer.fit(train.texts).to_json())
-    fit(model, train, TrainConfig(epochs=6, batch_size=32, lr=3e-3, threads=1), progress=False)
+    fit(model, train, TrainConfig(epochs=8, batch_size=32, lr=5e-3, threads=1), progress=False)
     both, no_image, no_text = (evaluate(model, test, drop=d)["accuracy"] for d in ("none", "image", "text"))
-    # measured: 0.84 with both, 0.78 with the image alone (the scene's colours give some away), 0.22 text alone
+    # measured (an AVX2 CPU): 0.81 with both, 0.61 with the image alone (the scene's colours give some away),
+    # 0.22 with the text alone; seed 2: 0.82 / 0.76 / 0.25. Six epochs at 3e-3 learned to use the text on one
+    # CPU and not on another (0.79 both, 0.79 image alone): the float path of a short run differs by CPU
     assert both > max(no_image, no_text) + 0.03, (both, no_image, no_text)
 
 
