@@ -2,9 +2,9 @@
 
 Pictures are (H, W, 3) uint8 numpy arrays (``overlay``, ``mask_overlay``, ``to_rgb``);
 figures are plotly ``go.Figure`` objects (``grouped_probs_figure``, ``curves_figure``,
-``heatmap_figure``, ``latent_figure`` ...); class probabilities are also given as table columns
-(``probs_table``), which a browser draws at once. ``png_bytes`` and ``figure_html`` turn them into
-downloads (the HTML carries plotly.js inside, so it opens offline).
+``heatmap_figure``, ``latent_figure`` ...). ``png_bytes`` and ``figure_html`` turn them into
+downloads (the HTML carries plotly.js inside, so it opens offline). Class probabilities are also
+given as table columns (``probs_table``, ``probs_by_run_table``), which a browser draws at once.
 """
 from __future__ import annotations
 
@@ -217,23 +217,25 @@ def figure_html(fig) -> str:
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-def probs_table(runs: Mapping[str, Mapping[str, float]], *, top: int = 8, name: str = "checkpoint") -> dict[str, list]:
-    """Class probabilities as table columns, to be drawn as bars in the cells (a browser draws a table at once; a
-    first chart on a page waits seconds on a 2-core CPU for the chart library, docs/BENCHMARKS.md).
+def probs_table(probs: Mapping[str, float], *, top: int = 10) -> dict[str, list]:
+    """One answer's class probabilities as table columns {"class", "probability"}: the ``top`` classes, largest
+    first, to be drawn as bars in the cells (a browser draws a table at once; a first chart on a page waits
+    seconds on a 2-core CPU for the chart library, docs/BENCHMARKS.md)."""
+    items = sorted(((str(c), float(v)) for c, v in probs.items()), key=lambda kv: kv[1], reverse=True)[:top]
+    return {"class": [c for c, _ in items], "probability": [v for _, v in items]}
 
-    One run: {"class", "probability"}: its ``top`` classes, largest first. Several: {``name``: the run names, then
-    one column per class}: the ``top`` classes by their largest probability in any run, in that order."""
-    runs = {str(k): {str(c): float(v) for c, v in p.items()} for k, p in runs.items()}
-    if len(runs) == 1:
-        (probs,) = runs.values()
-        items = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)[:top]
-        return {"class": [c for c, _ in items], "probability": [v for _, v in items]}
+
+def probs_by_run_table(runs: Mapping[str, Mapping[str, float]], *, top: int = 8,
+                       name: str = "checkpoint") -> dict[str, list]:
+    """Several answers' class probabilities as table columns: {``name``: the run names, then one column per
+    class}, a row per run; the ``top`` classes by their largest probability in any run, in that order."""
     best: dict[str, float] = {}
     for p in runs.values():
         for c, v in p.items():
-            best[c] = max(best.get(c, 0.0), v)
-    classes = sorted(best, key=best.get, reverse=True)[:top]
-    return {name: list(runs), **{c: [p.get(c, 0.0) for p in runs.values()] for c in classes if c != name}}
+            best[str(c)] = max(best.get(str(c), 0.0), float(v))
+    classes = [c for c in sorted(best, key=best.get, reverse=True) if c != name][:top]
+    return {name: [str(k) for k in runs],
+            **{c: [float({str(k): v for k, v in p.items()}.get(c, 0.0)) for p in runs.values()] for c in classes}}
 
 
 def grouped_probs_figure(runs: Mapping[str, Mapping[str, float]], *, top: int = 8, title: str = "") -> object:

@@ -12,6 +12,7 @@ Pages come first: ``app.py`` wraps each script run in ``busy()``, and each step 
 active (sharing the interpreter lock with a step, importing torch, a split, a model, made a page's wait up to
 twice as long). The compile holds the lock for those 30 s, so each of its two steps also waits until no run
 has ended for ``QUIET`` seconds.
+
 After each step the objects loaded so far (modules, models, results: hundreds of thousands) are moved out of
 the garbage collector's view (``gc.freeze``): they live as long as the server, and a full collection that walks
 them all takes 0.15-0.5 s with the interpreter lock held, a stall in whatever page runs meanwhile. Nothing here

@@ -400,9 +400,9 @@ def show_figure(fig, name: str, *, key: str, where=None, on_select=None, **kw):
     return state
 
 
-def show_probabilities(runs: dict, *, top: int = 8, where=None) -> None:
-    """Class probabilities (``viz.probs_table``) as a table of bars: one run's classes, or a row per run."""
-    table = viz.probs_table(runs, top=top)
+def show_probabilities(table: dict, *, where=None) -> None:
+    """Class probabilities (``viz.probs_table``, ``viz.probs_by_run_table``) as a table of bars: every column but
+    the first (the class, or the run) a probability."""
     bars = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
     (where or st).dataframe(table, hide_index=True, column_config={c: bars for c in list(table)[1:]})
 

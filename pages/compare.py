@@ -63,7 +63,7 @@ if flagged:
                "left out of the comparison below, and their pictures are marked.", icon=":material/warning:")
 if answers:
     st.markdown("**Class probabilities per checkpoint**")
-    ui.show_probabilities(answers)
+    ui.show_probabilities(viz.probs_by_run_table(answers))
 
 cards: list = []  # (map overlay, mask overlay) per checkpoint, for one PNG of the whole comparison
 per_row = min(3, max(1, len(runs)))

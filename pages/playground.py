@@ -42,7 +42,7 @@ with right:
             if sample.label is not None:
                 c3.metric("Truth", sample.label, delta="right" if sample.label == pred.label else "wrong",
                           delta_color="green" if sample.label == pred.label else "red", delta_arrow="off")
-            ui.show_probabilities({"": pred.probs}, top=10)
+            ui.show_probabilities(viz.probs_table(pred.probs, top=10))
         for head, probs in (pred.extras or {}).items():
             if isinstance(probs, dict):
                 best = max(probs, key=probs.get)

@@ -86,12 +86,13 @@ def test_png_bytes_round_trip():
 
 
 # ---- figures --------------------------------------------------------------------------------
-def test_probs_table_sorts_one_run_and_lines_up_several():
-    one = viz.probs_table({"m": {"a": 0.2, "b": 0.7, "c": 0.1}}, top=2)
+def test_probs_tables_sort_one_answer_and_line_up_several():
+    one = viz.probs_table({"a": 0.2, "b": 0.7, "c": 0.1}, top=2)
     assert one == {"class": ["b", "a"], "probability": [0.7, 0.2]}  # largest first, the top two
-    many = viz.probs_table({"m1": {"a": 0.9, "b": 0.1}, "m2": {"a": 0.3, "b": 0.6, "c": 0.1}}, top=2)
+    many = viz.probs_by_run_table({"m1": {"a": 0.9, "b": 0.1}, "m2": {"a": 0.3, "b": 0.6, "c": 0.1}}, top=2)
     # a row per run; the classes by their largest probability in any run; a class a run lacks is 0
     assert many == {"checkpoint": ["m1", "m2"], "a": [0.9, 0.3], "b": [0.1, 0.6]}
+    assert viz.probs_by_run_table({"m1": {"a": 1.0}}) == {"checkpoint": ["m1"], "a": [1.0]}  # one run: still a row
 
 
 def test_figure_html_opens_offline():
