@@ -289,42 +289,15 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_app(args) -> int:
-    """Streamlit's server in this process, with the background warm-up (``mmlab.warm``) started beside it once the
-    server answers: the models load before anyone visits (``streamlit run app.py`` starts it with the first visit
-    instead), and the server's own start does not share the interpreter with importing torch."""
-    import threading
-
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    if not app.is_file():
-        raise InputError(f"app.py not found next to the mmlab package ({app})")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py sets it; before torch is imported
-    import pandas  # noqa: F401 - before the warm-up's thread, as app.py explains
-    from streamlit.web import cli as streamlit_cli
-
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    threading.Thread(target=_warm_once_serving, args=(f"http://{host}:{args.port}/_stcore/health",),
-                     name="mmlab-warm-start", daemon=True).start()
-    streamlit_cli.main.main(args=["run", str(app), "--server.port", str(args.port), "--server.address", args.host,
-                                  "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            prog_name="streamlit", standalone_mode=False)
-    return 0
-
-
-def _warm_once_serving(health: str, timeout: float = 120.0) -> None:
-    """Start ``mmlab.warm`` once ``health`` answers (or after ``timeout`` seconds)."""
-    import time
-    import urllib.request
-
-    from mmlab import warm
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(health, timeout=1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    warm.start()
+    """The Streamlit app: this process becomes ``serve.py`` (beside app.py; the core never imports Streamlit),
+    which runs the server with the background warm-up started once it answers."""
+    root = Path(__file__).resolve().parent.parent
+    serve = root / "serve.py"
+    if not (root / "app.py").is_file() or not serve.is_file():
+        raise InputError(f"app.py and serve.py not found next to the mmlab package ({root})")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, str(serve), str(args.port), args.host])  # same process id
 
 
 def cmd_demo(args) -> int:

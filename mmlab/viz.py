@@ -229,13 +229,13 @@ def probs_by_run_table(runs: Mapping[str, Mapping[str, float]], *, top: int = 8,
                        name: str = "checkpoint") -> dict[str, list]:
     """Several answers' class probabilities as table columns: {``name``: the run names, then one column per
     class}, a row per run; the ``top`` classes by their largest probability in any run, in that order."""
+    runs = {str(k): {str(c): float(v) for c, v in p.items()} for k, p in runs.items()}
     best: dict[str, float] = {}
     for p in runs.values():
         for c, v in p.items():
-            best[str(c)] = max(best.get(str(c), 0.0), float(v))
+            best[c] = max(best.get(c, 0.0), v)
     classes = [c for c in sorted(best, key=best.get, reverse=True) if c != name][:top]
-    return {name: [str(k) for k in runs],
-            **{c: [float({str(k): v for k, v in p.items()}.get(c, 0.0)) for p in runs.values()] for c in classes}}
+    return {name: list(runs), **{c: [p.get(c, 0.0) for p in runs.values()] for c in classes}}
 
 
 def grouped_probs_figure(runs: Mapping[str, Mapping[str, float]], *, top: int = 8, title: str = "") -> object:
