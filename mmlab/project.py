@@ -8,8 +8,9 @@
 
 Speed measured on a 2-core CPU (docs/BENCHMARKS.md): PCA is instant at 100k points; scikit-learn's
 t-SNE (Barnes-Hut, PCA to 50 first, 500 iterations) takes ~4 s at 1k and ~40 s at 10k;
-UMAP after PCA to 50 with 200 epochs ~3.5 s at 10k warm, but its first call in a process
-spends 40-60 s compiling with numba: call ``warm_umap()`` in a background thread at start.
+UMAP after PCA to 50 with 200 epochs ~3.5 s at 10k warm, but its first call on a machine spends 40-60 s
+compiling with numba (kept in numba's on-disk cache for the next process): call ``warm_umap()`` in a
+background thread at start.
 """
 from __future__ import annotations
 
@@ -121,19 +122,68 @@ def _fit_tsne(X: np.ndarray, seed: int, options: dict) -> _Fitted:
     return _Fitted(_pad2(Y), None)  # t-SNE has no transform (like scikit-learn): see place_new
 
 
-def _umap_module():
-    """Import umap with numba's on-disk cache under the mmlab cache root (unless set already)."""
+# umap's and pynndescent's modules of numba functions. Most of those functions are compiled without numba's
+# on-disk cache (only pynndescent's distances ask for it), so every process compiled them again: on machine B
+# (docs/BENCHMARKS.md) 23 s for a fit with exact neighbours and another ~2 min for NN-descent, each app start.
+_NUMBA_MODULES = ("umap.umap_", "umap.utils", "umap.layouts", "umap.distances", "umap.sparse", "umap.spectral",
+                  "pynndescent.pynndescent_", "pynndescent.utils", "pynndescent.rp_trees", "pynndescent.distances",
+                  "pynndescent.sparse", "pynndescent.sparse_nndescent", "pynndescent.graph_utils")
+_NUMBA_CACHED = threading.Lock()
+_numba_cached = False
+
+
+def numba_cache_dir() -> str | None:
+    """Where numba keeps compiled code: ``$NUMBA_CACHE_DIR``, else ``cache_root()/numba`` (set in the environment,
+    so numba reads it when it is first imported). None when that folder cannot be made (numba then compiles in
+    memory only)."""
     if "NUMBA_CACHE_DIR" not in os.environ:
         path = cache_root() / "numba"
         try:
             path.mkdir(parents=True, exist_ok=True)
-            os.environ["NUMBA_CACHE_DIR"] = str(path)
         except OSError:
-            pass  # numba then compiles in memory only
+            return None
+        os.environ["NUMBA_CACHE_DIR"] = str(path)
+    return os.environ["NUMBA_CACHE_DIR"]
+
+
+def _cache_compiled_code() -> int:
+    """Turn numba's on-disk cache on for every module-level numba function of umap and pynndescent that has it
+    off; returns how many. A process after the first then loads their machine code instead of compiling it
+    (warm_umap, exact neighbours: 23 s -> 0.15 s on machine B). Safe: the cache is keyed by the function's source
+    file, its types and the CPU; a function numba cannot cache is compiled as before."""
+    global _numba_cached
+    import importlib
+
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    with _NUMBA_CACHED:
+        if _numba_cached:
+            return 0
+        count = 0
+        for name in _NUMBA_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:  # another version without this module
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                    value.enable_caching()
+                    count += 1
+        _numba_cached = True
+        return count
+
+
+def _umap_module():
+    """Import umap with numba's on-disk cache under the mmlab cache root (unless set already), and on for umap's
+    and pynndescent's own functions (``_cache_compiled_code``)."""
+    cached = numba_cache_dir() is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import umap
 
+        if cached:
+            _cache_compiled_code()
     return umap
 
 

@@ -195,6 +195,16 @@ def pick_source(where=None, *, allow_upload: bool = True) -> str:
                                            required=True) or SAMPLE
 
 
+UPLOADED = "_uploaded"  # {"id", "name", "bytes", "text"}: the picture uploaded last in this session and the sentence
+# typed for it; every page offers both
+
+
+def _upload_changed() -> None:
+    """The uploader's file removed by its x: forget the kept picture too (a page switch does not call this)."""
+    if st.session_state.get("upload") is None:
+        st.session_state.pop(UPLOADED, None)
+
+
 def pick_input(entry: dict | None, *, source: str = SAMPLE, where=None, data=None) -> Sample | None:
     """A sample of the checkpoint's own test split (or ``data``), or an uploaded picture, plus a sentence.
     Shows the reason and returns None for bad input."""
@@ -221,19 +231,32 @@ def pick_input(entry: dict | None, *, source: str = SAMPLE, where=None, data=Non
         ds_name = data.name
         _sync_sentence((ds_name, tuple(sorted((entry or {}).get("data_options", {}).items())), index), data.texts[index])
     else:
-        upload = where.file_uploader("Upload a picture", type=IMAGE_TYPES, key="upload",
+        upload = where.file_uploader("Upload a picture", type=IMAGE_TYPES, key="upload", on_change=_upload_changed,
                                      help="PNG, JPEG, GIF, BMP, WebP or TIFF. It stays in this session only.")
-        if upload is None:
+        kept = st.session_state.get(UPLOADED)
+        arrived = st.session_state.get("_upload_page") != st.session_state.get("_page")  # first run of this page
+        st.session_state["_upload_page"] = st.session_state.get("_page")
+        if upload is not None and (kept is None or kept["id"] != upload.file_id):
+            kept = st.session_state[UPLOADED] = {"id": upload.file_id, "name": upload.name, "bytes": upload.getvalue(),
+                                                 "text": kept["text"] if kept else ""}
+        if kept is None:
             where.info("Upload a picture, or switch to a built-in sample.")
             return None
+        if upload is None:  # uploaded on another page: a widget's file (and sentence) is gone once its page is left
+            where.caption(f"Your picture from earlier in this session: {kept['name']}. Upload another to replace it.")
+            if arrived and kept["text"] and "text" not in st.query_params:  # a shared link's own sentence stands
+                st.session_state["text"] = kept["text"]
         try:
-            image = viz.to_rgb(load_image(upload.getvalue()))
+            image = viz.to_rgb(load_image(kept["bytes"]))
         except InputError as e:
+            st.session_state.pop(UPLOADED, None)  # other pages ask for a picture rather than repeat this
             where.error(f"This upload cannot be used: {e}")
             return None
     raw = where.text_input("Sentence", key="text", bind="query-params", max_chars=2000,
                            help="Name one thing in the picture, e.g. 'the small red triangle left of the blue "
                                 "circle' (a shapes scene) or 'the cat' (a photo).")
+    if source != SAMPLE and UPLOADED in st.session_state:
+        st.session_state[UPLOADED]["text"] = raw  # the sentence goes with the picture to the other pages
     try:
         text = clean_text(raw)
     except InputError as e:
@@ -442,6 +465,7 @@ def ensure_router() -> None:
 
 def page_header(title: str, intro: str) -> None:
     ensure_router()
+    st.session_state["_page"] = title  # the page this run draws (pick_input: what carries over from another)
     st.title(title)
     st.caption(intro)
 

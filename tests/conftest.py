@@ -1,4 +1,9 @@
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -41,3 +46,48 @@ def make_model(train, *, fusion="cross_attention", mask=True, dim=32, targets=("
 @pytest.fixture
 def model_factory():
     return make_model
+
+
+# ---- UMAP's numba code, compiled beside the suite -------------------------------------------------------------
+# The UMAP test needs umap's and pynndescent's numba code: about a minute of single-threaded compiling on a fresh
+# machine. A background process (lower priority) compiles it into numba's on-disk cache in a folder of this session
+# while the other tests run, mostly on the core they leave idle; the test then loads it, as a second app start does.
+def pytest_collection_finish(session):
+    if not any("umap" in item.nodeid for item in session.items):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mmlab-test-umap-"))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"MMLAB_CACHE": str(folder)}
+    proc = subprocess.Popen([sys.executable, "-c", "import mmlab.project as P; P.warm_umap(approximate=False)"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.nice(10))
+    session.config.stash[_UMAP_COMPILE] = (folder, proc)
+
+
+def pytest_unconfigure(config):
+    folder, proc = config.stash.get(_UMAP_COMPILE, (None, None))
+    if proc is not None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_UMAP_COMPILE = pytest.StashKey[tuple]()
+
+
+@pytest.fixture
+def umap_compiled(request) -> Path | None:
+    """numba's cache folder that the background compile filled, once it has finished; None when none was started
+    or it failed (the test then compiles for itself)."""
+    folder, proc = request.config.stash.get(_UMAP_COMPILE, (None, None))
+    if proc is None:
+        return None
+    try:
+        _, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
+    if proc.returncode != 0:
+        sys.stderr.write(f"the background UMAP compile failed:\n{err.decode(errors='replace')[-2000:]}\n")
+        return None
+    return folder / "numba"

@@ -135,6 +135,31 @@ def test_playground_bad_upload_shows_an_error_and_a_good_one_predicts(app):
     assert "Prediction" in m and "IoU" not in m  # no ground truth for an upload
 
 
+def test_an_upload_carries_to_the_other_pages_until_removed(app):
+    """A picture uploaded on the Playground is there on Compare, with its sentence, without uploading it again;
+    removing it there forgets it."""
+    open_page(app, "playground", src="your image", text="the large red circle", ckpt="tiny-cross")
+    app.file_uploader[0].set_value(("scene.png", png(shapes_picture()), "image/png")).run()
+    assert not app.exception and "Prediction" in metrics(app)
+
+    app.query_params = {"src": "your image"}  # the sidebar's link keeps the source in the URL, not the sentence
+    app.switch_page("pages/compare.py").run()
+    app.get("button_group")[0].set_value("your image").run()  # (a browser takes the source from the URL; AppTest not)
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert app.text_input(key="text").value == "the large red circle"  # the sentence goes with the picture
+    assert app.file_uploader[0].value is None  # the widget's own file stays on the page it was given on
+    assert any("Your picture from earlier in this session: scene.png" in c.value for c in app.caption)
+    assert not any("Upload a picture" in i.value for i in app.info)
+    assert app.image, "Compare shows the uploaded picture's maps"
+
+    app.file_uploader[0].set_value(("other.png", png(shapes_picture(1)), "image/png")).run()  # replaced here
+    app.file_uploader[0].set_value(None).run()  # then removed with its x
+    assert not app.exception
+    assert any("Upload a picture" in i.value for i in app.info)
+    app.switch_page("pages/playground.py").run()
+    assert any("Upload a picture" in i.value for i in app.info)
+
+
 def test_your_photo_opens_on_the_photo_model(app):
     """An upload opens on the photo model: what it looks for, where it finds it (map, ring, box), how often its
     peak lands on the named thing on photos it never saw; a sentence naming nothing it knows is told so."""

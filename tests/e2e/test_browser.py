@@ -114,6 +114,23 @@ def test_playground_upload(server, page):
     shoot(page, "playground-upload")
     assert_no_exception(page, "playground upload")
 
+    # the same picture on Compare, reached by the sidebar in this session, without uploading it again
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Compare strategies", exact=True).click()
+    page.get_by_role("heading", name="Compare strategies").first.wait_for(timeout=90_000)
+    settle(page)
+    source = page.locator('[data-testid="stSidebar"]').get_by_role("radio", name="your image", exact=True)
+    if source.get_attribute("aria-checked") != "true":  # the source, should the page open on its default
+        source.click()
+        settle(page)
+    page.get_by_text("Your picture from earlier in this session: scene.png").first.wait_for(timeout=90_000)
+    settle(page)
+    shoot(page, "compare-carried-upload")
+    assert page.locator('[data-testid="stImage"]').count() >= 2  # the picture's maps, one per strategy
+    assert_no_exception(page, "compare with the playground's upload")
+    page.goto(f"{server}/playground?ckpt=tiny-cross&src=your+image&text=the+large+red+circle",
+              wait_until="domcontentloaded")
+
+    settle(page)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"this is not a picture"}])
     page.get_by_text("This upload cannot be used").first.wait_for(timeout=60_000)
