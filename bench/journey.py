@@ -89,15 +89,19 @@ MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTim
 
 
 def settle(page, timeout: float, *, started: bool = False) -> None:
-    """Wait until the app's script has run to the end (the status widget, "Running…", gone for 0.3 s) and the
-    browser has drawn what it sent (``NOTHING_PENDING``, then ``MAIN_THREAD_FREE``)."""
+    """Wait until the app's script has run to the end (the front end's own script state, ``data-test-script-state``
+    on the app's root, "notRunning", and its status widget gone, both for 0.3 s) and the browser has drawn what it
+    sent (``NOTHING_PENDING``, then ``MAIN_THREAD_FREE``). The status widget alone shows a run only after a delay,
+    so a page whose title came fast could be taken as drawn while its run went on."""
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
+    root = page.locator('[data-testid="stApp"]')
     if not started:  # give the rerun a moment to begin before looking for its end
         page.wait_for_timeout(100)
     quiet_since = None
     while time.perf_counter() < deadline:
-        running = status.count() > 0 and status.first.is_visible()
+        state = root.first.get_attribute("data-test-script-state") if root.count() else None
+        running = state != "notRunning" or (status.count() > 0 and status.first.is_visible())
         now = time.perf_counter()
         if running:
             quiet_since = None

