@@ -57,9 +57,9 @@ def pytest_collection_finish(session):
         return
     folder = Path(tempfile.mkdtemp(prefix="mmlab-test-umap-"))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"MMLAB_CACHE": str(folder)}
-    proc = subprocess.Popen([sys.executable, "-c", "import mmlab.project as P; P.warm_umap(approximate=False)"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: os.nice(10))
+    with open(folder / "stderr.txt", "wb") as err:  # a file, not a pipe nobody reads until the test
+        proc = subprocess.Popen([sys.executable, "-c", "import mmlab.project as P; P.warm_umap(approximate=False)"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=lambda: os.nice(10))
     session.config.stash[_UMAP_COMPILE] = (folder, proc)
 
 
@@ -83,11 +83,12 @@ def umap_compiled(request) -> Path | None:
     if proc is None:
         return None
     try:
-        _, err = proc.communicate(timeout=600)
+        proc.wait(timeout=600)
     except subprocess.TimeoutExpired:
         proc.kill()
         return None
     if proc.returncode != 0:
-        sys.stderr.write(f"the background UMAP compile failed:\n{err.decode(errors='replace')[-2000:]}\n")
+        err = (folder / "stderr.txt").read_text(errors="replace")[-2000:]
+        sys.stderr.write(f"the background UMAP compile failed:\n{err}\n")
         return None
     return folder / "numba"

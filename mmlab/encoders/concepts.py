@@ -137,7 +137,7 @@ class EfficientNetPatches(ImageEncoder):
             for size in self.sizes:
                 net = self.backbone(size, images.device)
                 x = prepare_images(images, size, IMAGENET_MEAN, IMAGENET_STD)
-                x = x.contiguous(memory_format=torch.channels_last)  # the backbone's layout (``_load_efficientnet_lite0``)
+                x = x.contiguous(memory_format=torch.channels_last)  # the backbone's layout
                 feats = net.extract_features(x)  # (B, 1280, h', w')
                 logits = torch.einsum("bchw,kc->bkhw", feats, net._fc.weight) + net._fc.bias[None, :, None, None]
                 if logits.shape[-2:] != self.grid:  # (B, 1000, h', w') onto the base grid (linear, so a
