@@ -4,13 +4,14 @@
 server starts, before anyone visits; ``app.py`` calls it with the first visit otherwise (``streamlit run``).
 It imports torch and the model code, loads the checkpoints the pages open on (the flagship, the grounded twin,
 the photo model) with their stored results and test splits and runs each once, then the rest of the
-flagship's group (Compare opens on it) with their stored results, and last, compiles UMAP's numba code (its
-first call in a process takes 30 s here; the pages open on precomputed layouts, so only a user's own UMAP
-request could ever wait for it).
+flagship's group (Compare opens on it) with their stored results, and last, compiles UMAP's numba code (minutes
+on a machine's first start; later starts load most of it from numba's on-disk cache, ``mmlab.project``, and
+compile ~20 s of it again; the pages open on precomputed layouts, so only a user's own UMAP request could ever
+wait for it).
 
 Pages come first: ``app.py`` wraps each script run in ``busy()``, and each step starts only when no run is
 active (sharing the interpreter lock with a step, importing torch, a split, a model, made a page's wait up to
-twice as long). The compile holds the lock for those 30 s, so each of its two steps also waits until no run
+twice as long). The compile holds the lock while it runs, so each of its two steps also waits until no run
 has ended for ``QUIET`` seconds.
 
 After each step the objects loaded so far (modules, models, results: hundreds of thousands) are moved out of
@@ -117,7 +118,7 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
     if umap:
         from mmlab.project import warm_umap
 
-        for approximate in (False, True):  # exact neighbours (< 4,096 points), then NN-descent: ~10 s + 20 s
+        for approximate in (False, True):  # exact neighbours (< 4,096 points), then NN-descent
             wait_until_idle()
             done["umap" + ("_approximate" if approximate else "")] = warm_umap(approximate=approximate)
 
