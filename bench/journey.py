@@ -80,37 +80,49 @@ PAGES = [
 ]
 LINKS = {"playground": "Playground", "compare": "Compare strategies", "attention": "Attention inspector",
          "modality": "Modality lab", "latent": "Latent space", "train": "Train", "learn": "Learn", "data": "Data"}
-# true once no element waits for its code: Streamlit shows grey skeletons (hidden ones too, in a collapsed
-# expander) until a lazily loaded part of its front end (the chart library: seconds on this CPU) has arrived
-NOTHING_PENDING = "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
+# true once no element waits for its code or its picture: Streamlit shows grey skeletons (hidden ones too, in a
+# collapsed expander) until a lazily loaded part of its front end (the chart library: seconds on this CPU) has
+# arrived, and an image element loads its picture after the run has sent it
+NOTHING_PENDING = ("() => !document.querySelector('[data-testid=\"stSkeleton\"]') "
+                   "&& Array.from(document.images).every(i => i.complete)")
 # resolves once the renderer's main thread has drawn a frame and run a task: charts still being laid out or a
 # chart library still being compiled hold it, and a click waits for them as a visitor does
 MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))"
+QUIET_SECONDS = 0.3
 
 
-def settle(page, timeout: float, *, started: bool = False) -> None:
-    """Wait until the app's script has run to the end (the front end's own script state, ``data-test-script-state``
-    on the app's root, "notRunning", and its status widget gone, both for 0.3 s) and the browser has drawn what it
-    sent (``NOTHING_PENDING``, then ``MAIN_THREAD_FREE``). The status widget alone shows a run only after a delay,
-    so a page whose title came fast could be taken as drawn while its run went on."""
+def settle(page, timeout: float, *, started: bool = False) -> float:
+    """Wait until the page has settled and return when it did (``time.perf_counter()``): the app's script has
+    run to the end (the front end's own script state, ``data-test-script-state`` on the app's root,
+    "notRunning", and its status widget gone) and the browser has drawn what it sent (``NOTHING_PENDING``, then
+    ``MAIN_THREAD_FREE``). The page counts as settled at the first moment of a quiet period in which it was
+    drawn, once the quiet has lasted ``QUIET_SECONDS`` (a page can rerun right after a run, as an upload does):
+    the wait that confirms it is not counted. The status widget alone shows a run only after a delay, so a page
+    whose title came fast could be taken as drawn while its run went on."""
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
     root = page.locator('[data-testid="stApp"]')
     if not started:  # give the rerun a moment to begin before looking for its end
         page.wait_for_timeout(100)
-    quiet_since = None
+    quiet_since = drawn = None
     while time.perf_counter() < deadline:
         state = root.first.get_attribute("data-test-script-state") if root.count() else None
         running = state != "notRunning" or (status.count() > 0 and status.first.is_visible())
         now = time.perf_counter()
         if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = now
-        elif now - quiet_since >= 0.3:
-            page.wait_for_function(NOTHING_PENDING, timeout=max(deadline - now, 0.001) * 1000, polling=30)
-            page.evaluate(MAIN_THREAD_FREE)
-            return
+            quiet_since = drawn = None
+        else:
+            if quiet_since is None:
+                quiet_since = now
+            if drawn is None and page.evaluate(NOTHING_PENDING):
+                page.evaluate(MAIN_THREAD_FREE)
+                drawn = time.perf_counter()
+            if now - quiet_since >= QUIET_SECONDS:
+                if drawn is None:
+                    page.wait_for_function(NOTHING_PENDING, timeout=max(deadline - now, 0.001) * 1000, polling=30)
+                    page.evaluate(MAIN_THREAD_FREE)
+                    drawn = time.perf_counter()
+                return drawn
         page.wait_for_timeout(30)
     raise TimeoutError(f"the page did not settle within {timeout:g} s")
 
@@ -149,16 +161,15 @@ def journey(args) -> dict:
                 tab.goto(f"{url}/{path}", wait_until="domcontentloaded")
             tab.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=args.timeout * 1000)
             painted = time.perf_counter() - t
-            settle(tab, args.timeout)
+            settled = settle(tab, args.timeout)
             row = {"page": path or "home", "opened_by": "sidebar link" if by_link else "url, new tab",
-                   "first_paint_seconds": C.rounded(painted), "first_view_seconds": C.rounded(time.perf_counter() - t),
+                   "first_paint_seconds": C.rounded(painted), "first_view_seconds": C.rounded(settled - t),
                    "interaction": what}
             errors = tab.locator('[data-testid="stException"]').count()
             if act is not None:
                 t = time.perf_counter()
                 act(tab)
-                settle(tab, args.timeout)
-                row["interaction_seconds"] = C.rounded(time.perf_counter() - t)
+                row["interaction_seconds"] = C.rounded(settle(tab, args.timeout) - t)
                 errors += tab.locator('[data-testid="stException"]').count()
             row["exceptions"] = errors
             rows.append(row)

@@ -9,7 +9,6 @@ training with modality dropout, with ``EncoderOutput.present`` False for the dro
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import time
 from typing import Any, NamedTuple
@@ -23,6 +22,7 @@ from mmlab.errors import InputError
 from mmlab.evaluate import BATCH, batches
 from mmlab.fusion.base import without_maps
 from mmlab.model import MODALITIES, Model
+from mmlab.threads import side_by_side
 from mmlab.types import EncoderOutput
 
 CHANGE_THRESHOLD = 0.10  # a removal "changes" the prediction when the probability moves this much
@@ -168,33 +168,6 @@ def _run_without_image(model: Model, encoded: list, texts: list[str]) -> dict:
     rows = row_of[first[inverse.reshape(-1)]]  # each sample's row: its sentence's first sample
     return {"probs": {t: p[rows] for t, p in out["probs"].items()},
             "mask": None if out["mask"] is None else out["mask"][rows]}
-
-
-@functools.lru_cache(maxsize=1)
-def _threads_are_per_thread() -> bool:
-    """Whether ``torch.set_num_threads`` in a thread changes that thread only (PyTorch's OpenMP backend)."""
-    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
-
-
-def _side_by_side(jobs: dict) -> dict:
-    """{name: job()} for independent jobs (each a whole-split run), in order given: side by side in ``W`` worker
-    threads with ``threads // W`` intra-op threads each, where PyTorch lets a thread set its own count; else one
-    after another. The runs are many small kernels, which two cores share better across jobs than within one
-    (a bfloat16 mask model's ablation: 14 % faster on this project's 2-core CPU)."""
-    threads = torch.get_num_threads()
-    workers = min(len(jobs), threads) if _threads_are_per_thread() else 1
-    if workers < 2:
-        return {name: job() for name, job in jobs.items()}
-    inference = torch.is_inference_mode_enabled()  # per thread, like the thread count: carried over
-
-    def call(job):
-        torch.set_num_threads(max(1, threads // workers))  # this worker thread's own count
-        with torch.inference_mode(inference):
-            return job()
-
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mmlab-ablation") as pool:
-        futures = {name: pool.submit(call, job) for name, job in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
 
 
 def outcomes(model: Model, data: MMDataset, prepared, outputs: dict, *, threshold: float = 0.5) -> dict:
@@ -382,7 +355,7 @@ def ablate(model: Model, data: MMDataset, *, noise_levels=(0.5, 1.0), missing_ra
             jobs[m] = functools.partial(noisy, m, int(seed) * 1000 + 10 * k)
         jobs.update({"both": lambda: _run(model, encoded), "image only": lambda: _run(model, encoded, drop="text"),
                      "text only": lambda: _run_without_image(model, encoded, list(data.texts))})
-        done = _side_by_side(jobs)
+        done = side_by_side(jobs)
         runs = {c: done[c] for c in ("both", "image only", "text only")}
         rows = [{"condition": "both", "dropped": None, "noisy": None, "sigma": None},
                 {"condition": "image only", "dropped": "text", "noisy": None, "sigma": None},

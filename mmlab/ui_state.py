@@ -26,6 +26,29 @@ def user_root() -> Path:
     return root()
 
 
+_LISTED: dict[str, tuple] = {}  # root -> (stamp, entries): every page run lists the checkpoints, several times
+
+
+def _listed(root) -> list[dict]:
+    """``zoo.list_checkpoints(root)``, read again only when the manifest or the folder has changed (a
+    checkpoint trained, rebuilt or removed); copies, so a caller's change stays its own."""
+    from mmlab import zoo
+
+    base = zoo.root(root)
+    stamp = tuple((s.st_ino, s.st_mtime_ns, s.st_size) if (s := _stat(p)) else None for p in (base, base / zoo.MANIFEST))
+    kept = _LISTED.get(str(base))
+    if kept is None or kept[0] != stamp:
+        kept = _LISTED[str(base)] = (stamp, zoo.list_checkpoints(base))
+    return [dict(e) for e in kept[1]]
+
+
+def _stat(path):
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
 def all_checkpoints() -> tuple[list[dict], list[str]]:
     """(entries, problems): manifest entries of the shipped zoo and of the user's own models.
 
@@ -34,14 +57,12 @@ def all_checkpoints() -> tuple[list[dict], list[str]]:
     also in the zoo is listed as ``"<name> (yours)"``. A broken manifest is reported in
     ``problems`` (one line each) and skipped, so one bad file never hides the others.
     """
-    from mmlab import zoo
-
     entries: list[dict] = []
     problems: list[str] = []
     seen: set[str] = set()
     for source, root in (("zoo", shipped_root()), ("yours", user_root())):
         try:
-            found = zoo.list_checkpoints(root)
+            found = _listed(root)
         except (InputError, OSError, KeyError, TypeError) as e:
             problems.append(f"{root}: {e}")
             continue

@@ -241,22 +241,25 @@ def pick_input(entry: dict | None, *, source: str = SAMPLE, where=None, data=Non
                                                  "text": kept["text"] if kept else ""}
         if kept is None:
             where.info("Upload a picture, or switch to a built-in sample.")
-            return None
-        if upload is None:  # uploaded on another page: a widget's file (and sentence) is gone once its page is left
+        elif upload is None:  # uploaded on another page: a widget's file (and sentence) is gone once its page is left
             where.caption(f"Your picture from earlier in this session: {kept['name']}. Upload another to replace it.")
             if arrived and kept["text"] and "text" not in st.query_params:  # a shared link's own sentence stands
                 st.session_state["text"] = kept["text"]
-        try:
-            image = viz.to_rgb(load_image(kept["bytes"]))
-        except InputError as e:
-            st.session_state.pop(UPLOADED, None)  # other pages ask for a picture rather than repeat this
-            where.error(f"This upload cannot be used: {e}")
-            return None
+        if kept is not None:
+            try:
+                image = viz.to_rgb(load_image(kept["bytes"]))
+            except InputError as e:
+                st.session_state.pop(UPLOADED, None)  # other pages ask for a picture rather than repeat this
+                where.error(f"This upload cannot be used: {e}")
+    # drawn on every run, with or without a picture: a widget left out of one run loses its value (a new upload
+    # replacing the last one runs the page once without any file, which emptied the sentence)
     raw = where.text_input("Sentence", key="text", bind="query-params", max_chars=2000,
                            help="Name one thing in the picture, e.g. 'the small red triangle left of the blue "
                                 "circle' (a shapes scene) or 'the cat' (a photo).")
     if source != SAMPLE and UPLOADED in st.session_state:
         st.session_state[UPLOADED]["text"] = raw  # the sentence goes with the picture to the other pages
+    if image is None:
+        return None
     try:
         text = clean_text(raw)
     except InputError as e:

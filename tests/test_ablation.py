@@ -221,13 +221,13 @@ def test_fast_ablation_is_a_bfloat16_copy_that_moves_no_metric_far(trained, test
 def test_conditions_side_by_side_equal_one_after_another(trained, test_data, monkeypatch):
     """The runs share the model across worker threads (one intra-op thread each): the same numbers as in turn,
     and the caller's thread count is left as it was."""
-    import mmlab.ablation as ablation
+    import mmlab.threads as workers
 
     data = test_data.subset(np.arange(80))
     threads = torch.get_num_threads()
     side = ablate(trained, data, missing_rates=(0.0, 0.5), seed=3)
     assert torch.get_num_threads() == threads
-    monkeypatch.setattr(ablation, "_threads_are_per_thread", lambda: False)
+    monkeypatch.setattr(workers, "threads_are_per_thread", lambda: False)
     turn = ablate(trained, data, missing_rates=(0.0, 0.5), seed=3)
     for a, b in zip(side["table"], turn["table"]):
         assert a["condition"] == b["condition"]

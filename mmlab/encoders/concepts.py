@@ -20,6 +20,7 @@ measured on (docs/RESULTS.md, "The photo model").
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -30,6 +31,7 @@ from mmlab.encoders.pretrained import (FEATURE_DTYPE, IMAGENET_MEAN, IMAGENET_ST
                                        _load_efficientnet_lite0, _load_minilm, minilm_tokenizer, on_device,
                                        prepare_images)
 from mmlab.errors import InputError
+from mmlab.threads import side_by_side
 from mmlab.types import EncoderOutput
 
 PROMPT = "a photo of a {}"
@@ -132,19 +134,21 @@ class EfficientNetPatches(ImageEncoder):
 
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, 3, S, S) in [0, 1] -> {"logits": (B, sizes, 1000, h, w)} per-patch class logits."""
-        out = []
-        with torch.no_grad():
-            for size in self.sizes:
-                net = self.backbone(size, images.device)
-                x = prepare_images(images, size, IMAGENET_MEAN, IMAGENET_STD)
-                x = x.contiguous(memory_format=torch.channels_last)  # the backbone's layout
-                feats = net.extract_features(x)  # (B, 1280, h', w')
-                logits = torch.einsum("bchw,kc->bkhw", feats, net._fc.weight) + net._fc.bias[None, :, None, None]
-                if logits.shape[-2:] != self.grid:  # (B, 1000, h', w') onto the base grid (linear, so a
-                    # class activation map of the resized logits is the resized map)
-                    logits = F.interpolate(logits, size=self.grid, mode="bilinear", align_corners=False)
-                out.append(logits)
-        return {"logits": torch.stack(out, 1).to(FEATURE_DTYPE)}
+        def at(size: int) -> torch.Tensor:
+            net = self.backbone(size, images.device)
+            x = prepare_images(images, size, IMAGENET_MEAN, IMAGENET_STD)
+            x = x.contiguous(memory_format=torch.channels_last)  # the backbone's layout
+            feats = net.extract_features(x)  # (B, 1280, h', w')
+            logits = torch.einsum("bchw,kc->bkhw", feats, net._fc.weight) + net._fc.bias[None, :, None, None]
+            if logits.shape[-2:] != self.grid:  # (B, 1000, h', w') onto the base grid (linear, so a
+                # class activation map of the resized logits is the resized map)
+                logits = F.interpolate(logits, size=self.grid, mode="bilinear", align_corners=False)
+            return logits
+
+        with torch.no_grad():  # the sizes side by side, the largest first: a core each
+            order = sorted(range(len(self.sizes)), key=lambda i: -self.sizes[i])
+            out = side_by_side({i: functools.partial(at, self.sizes[i]) for i in order})
+        return {"logits": torch.stack([out[i] for i in range(len(self.sizes))], 1).to(FEATURE_DTYPE)}
 
     def from_features(self, logits: torch.Tensor) -> EncoderOutput:
         B, S, C, h, w = logits.shape

@@ -167,7 +167,35 @@ def _load_efficientnet_lite0(input_size: int, pretrained: bool) -> nn.Module:
         net.load_state_dict(state, strict=True)
     # channels-last: oneDNN's fast path for its depthwise convolutions on a CPU (the photo model's three sizes
     # on machine B: 1.0-1.55 s -> 0.70-1.05 s per picture; features equal to 3e-5). Feed it channels-last input.
-    return net.to(memory_format=torch.channels_last)
+    return fold_batch_norms(net.eval()).to(memory_format=torch.channels_last)
+
+
+def fold_batch_norms(net: nn.Module) -> nn.Module:
+    """EfficientNet-Lite ``net`` (eval mode, frozen) with each batch norm folded into the convolution before it,
+    the symmetric "same" paddings done by the convolution itself (a separate pad copies the map) and ReLU6 in
+    place: the same features to 5e-5 (of a ReLU6's 6), 1.6-2.2x faster on a CPU (704-896 px on machine B:
+    0.33 / 0.46 / 0.63 s -> 0.18 / 0.30 / 0.28 s). In place; returns ``net``. Only for a backbone that is never
+    trained: the batch norms' statistics are gone."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if block._block_args.expand_ratio != 1:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv_name, norm_name in pairs:
+        conv = fuse_conv_bn_eval(getattr(owner, conv_name), getattr(owner, norm_name))
+        setattr(owner, conv_name, conv)
+        setattr(owner, norm_name, nn.Identity())
+        pad = getattr(conv, "static_padding", None)
+        if isinstance(pad, nn.ZeroPad2d):
+            left, right, top, bottom = pad.padding
+            if left == right and top == bottom:  # stride 1; a stride-2 pad is one-sided and stays
+                conv.padding, conv.static_padding = (top, left), nn.Identity()
+    for m in net.modules():
+        if isinstance(m, nn.ReLU6):
+            m.inplace = True
+    return net
 
 
 class EfficientNetLite0(FrozenImage):

@@ -58,6 +58,20 @@ def test_the_peak_lands_on_the_named_thing(model, photo_name, text):
     assert 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H and x0 <= found.peak[0] < x1 and y0 <= found.peak[1] < y1
 
 
+def test_its_sizes_side_by_side_equal_one_after_another(model, monkeypatch):
+    """The three input sizes run in two worker threads (a core each): the same per-patch logits as in turn."""
+    import torch
+
+    import mmlab.threads as workers
+
+    images = torch.rand(2, 3, 96, 96)
+    side = model.image_encoder.extract(images)["logits"]
+    monkeypatch.setattr(workers, "threads_are_per_thread", lambda: False)
+    turn = model.image_encoder.extract(images)["logits"]
+    assert side.shape == (2, len(photo.SIZES), 1000) + model.image_encoder.grid and not side.requires_grad
+    assert torch.allclose(side.float(), turn.float(), atol=1e-2)  # float16 features
+
+
 def test_the_sentence_decides_where_it_points(model):
     """One scene, two sentences: the cat's photo beside the rocket's; each sentence's peak in its own tile."""
     scene, where = photos.compose(["chelsea", "rocket"], "1x2")

