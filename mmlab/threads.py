@@ -33,6 +33,11 @@ def side_by_side(jobs: dict) -> dict:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return job()
 
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mmlab-side-by-side") as pool:
-        futures = {name: pool.submit(call, job) for name, job in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mmlab-side-by-side") as pool:
+            futures = {name: pool.submit(call, job) for name, job in jobs.items()}
+            return {name: f.result() for name, f in futures.items()}
+    finally:
+        # a thread's count is its own, but PyTorch also keeps the last count set as the one every thread started
+        # later begins with: left at the workers' 1, each later page run (a new thread) ran on one core
+        torch.set_num_threads(threads)

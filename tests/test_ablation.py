@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -220,13 +222,22 @@ def test_fast_ablation_is_a_bfloat16_copy_that_moves_no_metric_far(trained, test
 
 def test_conditions_side_by_side_equal_one_after_another(trained, test_data, monkeypatch):
     """The runs share the model across worker threads (one intra-op thread each): the same numbers as in turn,
-    and the caller's thread count is left as it was."""
+    and the caller's thread count is left as it was, also for threads started later (each of Streamlit's page
+    runs is one: left at the workers' 1, every later page ran on one core)."""
     import mmlab.threads as workers
 
     data = test_data.subset(np.arange(80))
-    threads = torch.get_num_threads()
-    side = ablate(trained, data, missing_rates=(0.0, 0.5), seed=3)
-    assert torch.get_num_threads() == threads
+    before = torch.get_num_threads()  # the fixture's training may have set 1
+    torch.set_num_threads(2)  # a 2-core machine's default
+    try:
+        side = ablate(trained, data, missing_rates=(0.0, 0.5), seed=3)
+        later = []
+        worker = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        assert torch.get_num_threads() == 2 and later == [2]
+    finally:
+        torch.set_num_threads(before)
     monkeypatch.setattr(workers, "threads_are_per_thread", lambda: False)
     turn = ablate(trained, data, missing_rates=(0.0, 0.5), seed=3)
     for a, b in zip(side["table"], turn["table"]):
