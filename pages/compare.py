@@ -91,7 +91,7 @@ for start in range(0, len(runs), per_row):
                 iou = f" · IoU {score_mask(pred.mask, sample.truth)['iou']:.3f}" if sample.truth is not None else ""
                 st.image(masked, width="stretch", caption="mask" + iou)
 if cards and len(cards) % max(1, len(runs)) == 0:  # one row per checkpoint: its map, its mask
-    sheet = viz.png_bytes(viz.montage(cards, columns=len(cards) // len(runs)))
+    sheet = ui.png_later(cards, columns=len(cards) // len(runs))
     st.download_button("Download the pictures (PNG, one row per checkpoint)", sheet, file_name="compare-pictures.png",
                        mime="image/png", key="cards-png", on_click="ignore", icon=":material/download:")
 

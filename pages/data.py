@@ -43,8 +43,7 @@ def gallery(data, start: int, *, key: str) -> None:
             col.image(pic, width="stretch")
             col.caption(viz.md_escape(f"#{i}{name}  {data.texts[i]}"))
     if pictures:
-        sheet = viz.montage(pictures, columns=COLUMNS)
-        st.download_button("Download this page (PNG)", viz.png_bytes(sheet), file_name=f"{key}-{start}.png",
+        st.download_button("Download this page (PNG)", ui.png_later(pictures, columns=COLUMNS), file_name=f"{key}-{start}.png",
                            mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/download:")
 
 

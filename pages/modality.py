@@ -57,7 +57,7 @@ with right:
                     viz.mask_overlay(sample.image, moved.mask, size=ui.SHOW)]
         m1.image(pictures[0], caption="mask, both clean", width="stretch")
         m2.image(pictures[1], caption="mask, as set", width="stretch")
-        st.download_button("Both masks (PNG)", viz.png_bytes(viz.montage(pictures, columns=2)),
+        st.download_button("Both masks (PNG)", ui.png_later(pictures, columns=2),
                            file_name="modality-masks.png", mime="image/png", key="masks-png", on_click="ignore",
                            icon=":material/download:")
 

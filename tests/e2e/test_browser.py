@@ -160,6 +160,12 @@ def test_a_photo_on_the_photo_model(server, page):
     assert page.locator('[data-testid="stImage"]').count() >= 3  # input, where it finds it, the word map
     shoot(page, "playground-photo")
     assert_no_exception(page, "playground photo")
+    # a picture's PNG is made when its button is clicked (not on every run): a PNG of the photo's shape
+    with page.expect_download(timeout=60_000) as got:
+        page.locator('[data-testid="stDownloadButton"]').filter(has_text="PNG").first.locator("button").click()
+    picture = Image.open(got.value.path())
+    (w, h), (H, W) = picture.size, photos.photo("chelsea").shape[:2]
+    assert picture.format == "PNG" and w >= 128 and abs(h - w * H / W) <= 1, (picture.size, (W, H))
     # another photo in its place keeps the sentence: the page runs once without a file in between, and a
     # sentence box left out of that run was emptied ("text is empty: type a sentence")
     uploader.set_input_files(files=[{"name": "rocket.png", "mimeType": "image/png",
