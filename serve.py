@@ -2,10 +2,11 @@
 
     python serve.py PORT HOST
 
-The warm-up (``mmlab.warm``) starts once the server answers its health check: the models load before anyone
-visits (``streamlit run app.py`` starts it with the first visit instead), and the server's own start does not
-share the interpreter with importing torch. Kept beside app.py because the core (``mmlab/``) never imports
-Streamlit.
+torch and the model code are imported first, before the server answers (about 2 s more to start on machine B):
+imported beside the first visitor's page, they held the interpreter lock through most of its first view. The
+rest of the warm-up (``mmlab.warm``: the models, their results and splits, UMAP's code) starts once the server
+answers its health check, before anyone visits (``streamlit run app.py`` starts it with the first visit
+instead). Kept beside app.py because the core (``mmlab/``) never imports Streamlit.
 """
 import os
 import sys
@@ -36,8 +37,18 @@ def warm_once_serving(health: str, timeout: float = 120.0) -> None:
     warm.start()
 
 
+def import_models() -> None:
+    """torch and the model code, before the server answers: imported beside the first visitor's page (the
+    warm-up's first step), they held the interpreter for about 2 s of the home page's first view on machine B."""
+    import torch  # noqa: F401
+
+    import mmlab  # noqa: F401
+    from mmlab import artifacts, evaluate, model  # noqa: F401
+
+
 def main(port: int, host: str) -> None:
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    import_models()
     threading.Thread(target=warm_once_serving, args=(f"http://{local}:{port}/_stcore/health",),
                      name="mmlab-warm-start", daemon=True).start()
     streamlit_cli.main.main(args=["run", str(APP), "--server.port", str(port), "--server.address", host,
