@@ -91,29 +91,47 @@ MAIN_THREAD_FREE = "() => new Promise(done => requestAnimationFrame(() => setTim
 QUIET_SECONDS = 0.3
 
 
-def settle(page, timeout: float, *, started: bool = False) -> float:
-    """Wait until the page has settled and return when it did (``time.perf_counter()``): the app's script has
-    run to the end (the front end's own script state, ``data-test-script-state`` on the app's root,
-    "notRunning", and its status widget gone) and the browser has drawn what it sent (``NOTHING_PENDING``, then
-    ``MAIN_THREAD_FREE``). The page counts as settled at the first moment of a quiet period in which it was
-    drawn, once the quiet has lasted ``QUIET_SECONDS`` (a page can rerun right after a run, as an upload does):
-    the wait that confirms it is not counted. The status widget alone shows a run only after a delay, so a page
-    whose title came fast could be taken as drawn while its run went on."""
+# every change of the script state, recorded in the page as it happens (a run can be shorter than the polling)
+RECORD_STATES = """
+window.__mmlabStates = [];
+new MutationObserver(changes => {
+  for (const c of changes) window.__mmlabStates.push(c.target.getAttribute('data-test-script-state'));
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+"""
+STATES_SEEN = "() => (window.__mmlabStates || []).length"
+RUNS_SINCE = "n => (window.__mmlabStates || []).slice(n).filter(s => s === 'running').length"
+
+
+def settle(page, timeout: float, *, started: bool = False, mark: int | None = None) -> tuple[float, bool]:
+    """Wait until the page has settled; return when it did (``time.perf_counter()``) and whether the script ran
+    since ``mark`` (``STATES_SEEN`` read before the action; the page records each state change,
+    ``RECORD_STATES``). Settled: the app's script has run to the end (the front end's own script state,
+    ``data-test-script-state`` on the app's root, "notRunning", and its status widget gone) and the browser has
+    drawn what it sent (``NOTHING_PENDING``, then ``MAIN_THREAD_FREE``). The page counts as settled at the first
+    moment of a quiet period in which it was drawn, once the quiet has lasted ``QUIET_SECONDS`` (a page can
+    rerun right after a run, as an upload does): the wait that confirms it is not counted. A run that began and
+    ended between two polls starts the quiet period again. The status widget alone shows a run only after a
+    delay, so a page whose title came fast could be taken as drawn while its run went on."""
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
     root = page.locator('[data-testid="stApp"]')
     if not started:  # give the rerun a moment to begin before looking for its end
         page.wait_for_timeout(100)
+    seen = page.evaluate(STATES_SEEN) if mark is None else mark
     quiet_since = drawn = None
+    runs = 0
     while time.perf_counter() < deadline:
         state = root.first.get_attribute("data-test-script-state") if root.count() else None
+        new_runs = page.evaluate(RUNS_SINCE, seen)
+        seen = page.evaluate(STATES_SEEN)
+        runs += new_runs
         running = state != "notRunning" or (status.count() > 0 and status.first.is_visible())
         now = time.perf_counter()
         if running:
             quiet_since = drawn = None
         else:
-            if quiet_since is None:
-                quiet_since = now
+            if quiet_since is None or new_runs:
+                quiet_since, drawn = now, None
             if drawn is None and page.evaluate(NOTHING_PENDING):
                 page.evaluate(MAIN_THREAD_FREE)
                 drawn = time.perf_counter()
@@ -122,7 +140,7 @@ def settle(page, timeout: float, *, started: bool = False) -> float:
                     page.wait_for_function(NOTHING_PENDING, timeout=max(deadline - now, 0.001) * 1000, polling=30)
                     page.evaluate(MAIN_THREAD_FREE)
                     drawn = time.perf_counter()
-                return drawn
+                return drawn, runs > 0
         page.wait_for_timeout(30)
     raise TimeoutError(f"the page did not settle within {timeout:g} s")
 
@@ -143,6 +161,7 @@ def journey(args) -> dict:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         local = (url, "data:", "blob:")
         context.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
+        context.add_init_script(RECORD_STATES)
         pages = PAGES[: 3 if args.quick else None]
         if args.navigate == "link":  # shared links (a query string) last, each in a tab of its own
             pages = [p for p in pages if "?" not in p[0]] + [p for p in pages if "?" in p[0]]
@@ -161,15 +180,18 @@ def journey(args) -> dict:
                 tab.goto(f"{url}/{path}", wait_until="domcontentloaded")
             tab.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=args.timeout * 1000)
             painted = time.perf_counter() - t
-            settled = settle(tab, args.timeout)
+            settled, _ = settle(tab, args.timeout)
             row = {"page": path or "home", "opened_by": "sidebar link" if by_link else "url, new tab",
                    "first_paint_seconds": C.rounded(painted), "first_view_seconds": C.rounded(settled - t),
                    "interaction": what}
             errors = tab.locator('[data-testid="stException"]').count()
             if act is not None:
+                mark = tab.evaluate(STATES_SEEN)
                 t = time.perf_counter()
                 act(tab)
-                row["interaction_seconds"] = C.rounded(settle(tab, args.timeout) - t)
+                settled, reran = settle(tab, args.timeout, mark=mark)
+                row["interaction_seconds"] = C.rounded(settled - t)
+                row["interaction_reran"] = reran  # the script seen running after the action
                 errors += tab.locator('[data-testid="stException"]').count()
             row["exceptions"] = errors
             rows.append(row)
