@@ -35,7 +35,8 @@ def _listed(root) -> list[dict]:
     from mmlab import zoo
 
     base = zoo.root(root)
-    stamp = tuple((s.st_ino, s.st_mtime_ns, s.st_size) if (s := _stat(p)) else None for p in (base, base / zoo.MANIFEST))
+    stamp = tuple((s.st_ino, s.st_mtime_ns, s.st_size) if (s := _stat(p)) else None
+                  for p in (base, base / zoo.MANIFEST))
     kept = _LISTED.get(str(base))
     if kept is None or kept[0] != stamp:
         kept = _LISTED[str(base)] = (stamp, zoo.list_checkpoints(base))

@@ -43,8 +43,9 @@ def gallery(data, start: int, *, key: str) -> None:
             col.image(pic, width="stretch")
             col.caption(viz.md_escape(f"#{i}{name}  {data.texts[i]}"))
     if pictures:
-        st.download_button("Download this page (PNG)", ui.png_later(pictures, columns=COLUMNS), file_name=f"{key}-{start}.png",
-                           mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/download:")
+        st.download_button("Download this page (PNG)", ui.png_later(pictures, columns=COLUMNS),
+                           file_name=f"{key}-{start}.png", mime="image/png", key=f"{key}-png", on_click="ignore",
+                           icon=":material/download:")
 
 
 def browse(data, *, key: str) -> None:
