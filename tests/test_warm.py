@@ -23,6 +23,25 @@ def test_warm_up_loads_the_named_checkpoints_once(tiny_zoo_dir, monkeypatch):
     gc.unfreeze()
 
 
+def test_warm_up_draws_the_photo_models_answer_once(monkeypatch):
+    """A first photo pays no import: the warm-up has located a picture once on the photo model (its box needs
+    scipy.ndimage, 0.2-0.45 s to import, with the interpreter lock held)."""
+    import sys
+    import threading
+
+    from mmlab import photo, warm
+
+    calls, real = [], photo.located
+    monkeypatch.setattr(photo, "located", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    warm.done.pop("photo-imagenet_bridge", None)
+    t = threading.Thread(target=warm._run, args=(("photo-imagenet_bridge",), False))  # its own thread: it lowers
+    t.start()  # its thread's priority
+    t.join(120)
+    gc.unfreeze()
+    assert "photo-imagenet_bridge" in warm.done
+    assert len(calls) == 1 and "scipy.ndimage" in sys.modules
+
+
 def test_idle_time_work_waits_for_the_pages(monkeypatch):
     """UMAP's compile (idle-time work) starts only once no script run is active and none ended recently."""
     import threading
