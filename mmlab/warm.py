@@ -3,11 +3,11 @@
 ``start()`` runs in a daemon thread, at the lowest CPU priority it can get: ``mmlab app`` calls it as its
 server starts, before anyone visits; ``app.py`` calls it with the first visit otherwise (``streamlit run``).
 It imports torch and the model code, loads the checkpoints the pages open on (the flagship, the grounded twin,
-the photo model) with their stored results and test splits and runs each once, then the rest of the
-flagship's group (Compare opens on it) with their stored results, and last, compiles UMAP's numba code (minutes
-on a machine's first start; later starts load most of it from numba's on-disk cache, ``mmlab.project``, and
-compile ~20 s of it again; the pages open on precomputed layouts, so only a user's own UMAP request could ever
-wait for it).
+the photo model) with their stored results and test splits and runs each once (the photo model's answer
+located too), then the rest of the flagship's group (Compare opens on it) with their stored results, and last,
+compiles UMAP's numba code (minutes on a machine's first start; later starts load most of it from numba's
+on-disk cache, ``mmlab.project``, and compile ~20 s of it again; the pages open on precomputed layouts, so only
+a user's own UMAP request could ever wait for it).
 
 Pages come first: ``app.py`` wraps each script run in ``busy()``, and each step starts only when no run is
 active (sharing the interpreter lock with a step, importing torch, a split, a model, made a page's wait up to
@@ -106,7 +106,8 @@ def _run(names: tuple[str, ...], umap: bool) -> None:
         done[e["name"]] = time.perf_counter() - t
         gc.freeze()
     # the rest of the first model's group (the Compare page opens on it): loaded with their stored results
-    group = next((g for g in zoo_groups(list(entries.values())).values() if names and any(e["name"] == names[0] for e in g)), [])
+    group = next((g for g in zoo_groups(list(entries.values())).values()
+                  if names and any(e["name"] == names[0] for e in g)), [])
     t = time.perf_counter()
     for e in group:
         if e["name"] not in names:

@@ -32,10 +32,11 @@ def test_warm_up_draws_the_photo_models_answer_once(monkeypatch):
     from mmlab import photo, warm
 
     calls, real = [], photo.located
-    monkeypatch.setattr(photo, "located", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(photo, "located", lambda *a, **k: calls.append(a) or real(*a, **k))
     warm.done.pop("photo-imagenet_bridge", None)
-    t = threading.Thread(target=warm._run, args=(("photo-imagenet_bridge",), False))  # its own thread: it lowers
-    t.start()  # its thread's priority
+    # in a thread of its own: the warm-up lowers its own thread's priority
+    t = threading.Thread(target=warm._run, args=(("photo-imagenet_bridge",), False))
+    t.start()
     t.join(120)
     gc.unfreeze()
     assert "photo-imagenet_bridge" in warm.done
