@@ -18,9 +18,9 @@ def threads_are_per_thread() -> bool:
 def side_by_side(jobs: dict) -> dict:
     """{name: job()} for independent jobs (a whole-split run, a photo at one size), started in the order given:
     side by side in ``W`` worker threads with ``threads // W`` intra-op threads each, where PyTorch lets a thread
-    set its own count; else one after another. The runs are many small kernels, which two cores share better across jobs than within one
-    (a bfloat16 mask model's ablation: 14 % faster on this project's 2-core CPU; the photo model's three input
-    sizes, 0.88 -> 0.75 s on machine B)."""
+    set its own count; else one after another. The runs are many small kernels, which two cores share better
+    across jobs than within one (a bfloat16 mask model's ablation: 14 % faster on this project's 2-core CPU; the
+    photo model's three input sizes, 0.88 -> 0.75 s on machine B)."""
     threads = torch.get_num_threads()
     workers = min(len(jobs), threads) if threads_are_per_thread() else 1
     if workers < 2:

@@ -9,7 +9,6 @@ picture, an unknown word) is named as such before any answer. User text is never
 """
 from __future__ import annotations
 
-import functools
 import time
 from typing import NamedTuple
 
@@ -439,9 +438,12 @@ def show_probabilities(table: dict, *, where=None) -> None:
 def png_later(rgb: np.ndarray, columns: int | None = None):
     """A download's PNG made when the button is clicked, not on every run (encoding a photo: 0.1-0.4 s on machine
     B); ``columns``: ``rgb`` is a list of pictures, laid out in a montage of that many columns."""
-    if columns is not None:
-        return functools.partial(lambda pictures: viz.png_bytes(viz.montage(pictures, columns=columns)), list(rgb))
-    return functools.partial(viz.png_bytes, rgb)
+    pictures = rgb if columns is None else list(rgb)
+
+    def png() -> bytes:
+        return viz.png_bytes(pictures if columns is None else viz.montage(pictures, columns=columns))
+
+    return png
 
 
 def show_picture(rgb: np.ndarray, name: str, *, caption: str | None = None, key: str, where=None) -> None:

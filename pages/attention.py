@@ -62,9 +62,8 @@ for r, layer in enumerate(layers):
 if per_head:
     st.caption(f"'on the object': how often that head's map of the head noun peaks on the named object, over "
                f"{card.get('n')} test scenes (chance {card['chance']['pointing']:.0%}).")
-grid = viz.montage(pictures, columns=H)
-st.download_button("Download the grid (PNG)", ui.png_later(grid), file_name="attention-grid.png", mime="image/png",
-                   key="grid-png", on_click="ignore", icon=":material/download:")
+st.download_button("Download the grid (PNG)", ui.png_later(pictures, columns=H), file_name="attention-grid.png",
+                   mime="image/png", key="grid-png", on_click="ignore", icon=":material/download:")
 
 # ---- rollout and relevance --------------------------------------------------------------------
 st.subheader(f"Across layers: rollout and gradient-weighted relevance of {what}")

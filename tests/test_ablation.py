@@ -3,7 +3,6 @@ that is finite, and a behavioural check on a model whose image carries no inform
 from __future__ import annotations
 
 import json
-
 import threading
 
 import numpy as np

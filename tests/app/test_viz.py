@@ -85,6 +85,18 @@ def test_png_bytes_round_trip():
     assert np.asarray(Image.open(io.BytesIO(viz.png_bytes(img)))).tolist() == img.tolist()
 
 
+
+def test_a_downloads_png_is_made_when_asked_for():
+    """``png_later``: nothing encoded until the button's callable runs; then the picture, or the montage of the
+    pictures, as a PNG."""
+    from pages import _ui as ui
+
+    pics = [np.full((2, 3, 3), v, np.uint8) for v in (10, 20, 30)]
+    one, sheet = ui.png_later(pics[0]), ui.png_later(iter(pics), columns=2)  # any iterable of pictures
+    assert callable(one) and callable(sheet)
+    assert np.asarray(Image.open(io.BytesIO(one()))).tolist() == pics[0].tolist()
+    assert np.asarray(Image.open(io.BytesIO(sheet()))).tolist() == viz.montage(pics, columns=2).tolist()
+
 # ---- figures --------------------------------------------------------------------------------
 def test_probs_tables_sort_one_answer_and_line_up_several():
     one = viz.probs_table({"a": 0.2, "b": 0.7, "c": 0.1}, top=2)
