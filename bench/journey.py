@@ -16,6 +16,7 @@ fresh server, median <= 2 s; every main interaction <= 2 s. The load average is 
 """
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -49,8 +50,10 @@ def _tab(name: str):
     return act
 
 
-def _upload_photo(page):
-    """Your own photo (scikit-image's cat): it opens on the photo model."""
+@functools.cache
+def _photo_png() -> bytes:
+    """The photo a visitor uploads (scikit-image's cat), as the PNG file they would have on disk: made before
+    the clock starts (loading it imports scikit-image, 0.3-0.5 s, which is not the app's wait)."""
     import io
 
     from PIL import Image
@@ -59,8 +62,13 @@ def _upload_photo(page):
 
     buf = io.BytesIO()
     Image.fromarray(photos.photo("chelsea")).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload_photo(page):
+    """Your own photo: it opens on the photo model."""
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": _photo_png()}])
 
 
 # (url path, title shown, main interaction or None, what the interaction is); a page's sidebar link is its
@@ -152,6 +160,7 @@ def journey(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    _photo_png()  # the visitor's file exists before the server starts, as on their disk
     t0 = time.perf_counter()
     proc = launch(port)  # `mmlab app`
     rows, outside = [], []
