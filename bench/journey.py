@@ -110,7 +110,7 @@ STATES_SEEN = "() => (window.__mmlabStates || []).length"
 RUNS_SINCE = "n => (window.__mmlabStates || []).slice(n).filter(s => s === 'running').length"
 
 
-def settle(page, timeout: float, *, started: bool = False, mark: int | None = None) -> tuple[float, bool]:
+def settle(page, timeout: float, *, mark: int | None = None) -> tuple[float, bool]:
     """Wait until the page has settled; return when it did (``time.perf_counter()``) and whether the script ran
     since ``mark`` (``STATES_SEEN`` read before the action; the page records each state change,
     ``RECORD_STATES``). Settled: the app's script has run to the end (the front end's own script state,
@@ -123,8 +123,7 @@ def settle(page, timeout: float, *, started: bool = False, mark: int | None = No
     deadline = time.perf_counter() + timeout
     status = page.locator('[data-testid="stStatusWidget"]')
     root = page.locator('[data-testid="stApp"]')
-    if not started:  # give the rerun a moment to begin before looking for its end
-        page.wait_for_timeout(100)
+    page.wait_for_timeout(100)  # give the rerun a moment to begin before looking for its end
     seen = page.evaluate(STATES_SEEN) if mark is None else mark
     quiet_since = drawn = None
     runs = 0

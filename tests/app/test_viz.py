@@ -85,7 +85,6 @@ def test_png_bytes_round_trip():
     assert np.asarray(Image.open(io.BytesIO(viz.png_bytes(img)))).tolist() == img.tolist()
 
 
-
 def test_a_downloads_png_is_made_when_asked_for():
     """``png_later``: nothing encoded until the button's callable runs; then the picture, or the montage of the
     pictures, as a PNG."""
@@ -96,6 +95,7 @@ def test_a_downloads_png_is_made_when_asked_for():
     assert callable(one) and callable(sheet)
     assert np.asarray(Image.open(io.BytesIO(one()))).tolist() == pics[0].tolist()
     assert np.asarray(Image.open(io.BytesIO(sheet()))).tolist() == viz.montage(pics, columns=2).tolist()
+
 
 # ---- figures --------------------------------------------------------------------------------
 def test_probs_tables_sort_one_answer_and_line_up_several():
